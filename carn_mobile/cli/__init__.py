@@ -1,0 +1,1 @@
+"""Console scripts: thin argument parsing over the Python API."""

@@ -1,0 +1,54 @@
+"""``carn-eval``: PSNR/SSIM of a model on benchmark folders, the paper's protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+
+from ..evaluate import evaluate, results_table
+from ..fileio import atomic_output, check_writable
+from ..models import list_models
+from ..weights import load_model
+from .common import exit_with, parse_scales
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="carn-eval",
+        description="Evaluate on benchmark folders (DIR/HR and optional DIR/LR_bicubic/X{s}).",
+    )
+    p.add_argument("--model", default="carn-m", choices=list_models(), help="architecture (default carn-m)")
+    p.add_argument("--weights", help="checkpoint file or shipped weights name (default: shipped for --model)")
+    p.add_argument("--scale", default="2,3,4", help="comma-separated scales (default 2,3,4)")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="benchmark folders")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
+    p.add_argument("--force", action="store_true", help="overwrite the JSON file if it exists")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    scales = parse_scales(args.scale)
+    if args.json:
+        check_writable(Path(args.json), args.force)  # fail before minutes of evaluation
+    model = load_model(args.model, args.weights)
+    missing = [s for s in scales if s not in model.scales]
+    if missing:
+        raise ValueError(f"the weights have no x{missing[0]} branch (they have {list(model.scales)})")
+    results = evaluate(model, args.data, scales, args.model, progress=not args.no_progress)
+    Console().print(results_table(results))
+    if args.json:
+        payload = {"results": [r.to_json(per_image=args.per_image) for r in results]}
+        with atomic_output(args.json, force=args.force) as tmp:
+            tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    exit_with(_main, argv)

@@ -1,0 +1,106 @@
+"""Parameter and Mult-Add counting the paper's way (Sec. 4.3, Fig. 4).
+
+Mult-Adds are the multiply-accumulates of every convolution for one image whose *output*
+is ``hr_width x hr_height``. The LR input is ``HR / scale`` and may be fractional (x3 at
+1280x720 gives a 426.67 x 240 input), as in the paper, so the count is taken per LR pixel on a
+small exact input and multiplied by the fractional LR area. Every layer of a CARN scales
+linearly with the LR area, which makes this exact. The frozen mean-shift 1x1 convs are
+excluded, like their parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models import CARN, count_params
+
+#: LR side used for counting: any size works, 12 keeps it fast and divisible.
+_PROBE = 12
+_EXCLUDED = ("sub_mean", "add_mean")
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One top-level layer of a per-scale model: its trainable params and Mult-Adds."""
+
+    name: str
+    kind: str
+    params: int
+    mult_adds: float
+
+
+def parse_hr(text: str) -> tuple[int, int]:
+    """Parse ``"1280x720"`` into ``(width, height)``; raises ``ValueError`` on bad input."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"HR size must look like 1280x720 (WIDTHxHEIGHT), got {text!r}") from None
+    if w < 1 or h < 1:
+        raise ValueError(f"HR size must be positive, got {text!r}")
+    return w, h
+
+
+def _flops_by_module(model: CARN, scale: int) -> dict[str, int]:
+    # FlopCounterMode reports 2 FLOPs per multiply-accumulate for convolutions.
+    counter = FlopCounterMode(display=False, depth=None)
+    x = torch.zeros(1, 3, _PROBE, _PROBE)
+    with counter, torch.no_grad():
+        model(x, scale)
+    return {name: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
+
+
+def _lr_area(scale: int, hr: tuple[int, int]) -> float:
+    return (hr[0] / scale) * (hr[1] / scale)
+
+
+def layer_costs(model: CARN, scale: int, hr: tuple[int, int] = (1280, 720)) -> list[LayerCost]:
+    """Params and Mult-Adds of each top-level layer used at ``scale`` (mean shifts excluded)."""
+    per_module = _flops_by_module(model, scale)
+    root = type(model).__name__
+    factor = _lr_area(scale, hr) / (_PROBE * _PROBE)
+    rows = []
+    for name, module in model.named_children():
+        if name in _EXCLUDED:
+            continue
+        if name == "upsample":
+            module = model.upsample.branch(scale)
+            key = f"{root}.upsample"
+            name = f"upsample (x{scale})"
+        else:
+            key = f"{root}.{name}"
+        rows.append(
+            LayerCost(name, type(module).__name__, count_params(module), per_module.get(key, 0) * factor)
+        )
+    return rows
+
+
+def mult_adds(model: CARN, scale: int, hr: tuple[int, int] = (1280, 720)) -> float:
+    """Multiply-accumulates to produce one ``hr`` (width, height) image at ``scale``."""
+    return sum(r.mult_adds for r in layer_costs(model, scale, hr))
+
+
+def params_for_scale(model: CARN, scale: int) -> int:
+    """Trainable params of the per-scale network: the body plus the one ``scale`` branch."""
+    body = sum(count_params(m) for n, m in model.named_children() if n != "upsample")
+    return body + count_params(model.upsample.branch(scale))
+
+
+def describe(model: nn.Module) -> str:
+    """One-line architecture summary of a CARN config."""
+    cfg = model.config
+    parts = [
+        f"{cfg.num_blocks} cascading blocks x {cfg.units_per_block} "
+        + ("residual-E" if cfg.block == "residual_e" else "residual")
+        + " blocks",
+        f"{cfg.channels} channels",
+        f"groups={cfg.groups}",
+        "recursive" if cfg.recursive else "not recursive",
+        "local cascading" if cfg.local_cascade else "no local cascading",
+        "global cascading" if cfg.global_cascade else "no global cascading",
+        "scales " + "/".join(f"x{s}" for s in cfg.scales),
+    ]
+    return ", ".join(parts)

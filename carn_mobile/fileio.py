@@ -1,0 +1,69 @@
+"""Safe file output: atomic writes that never clobber existing files without ``force``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class OutputExistsError(FileExistsError):
+    """Raised when an output already exists and overwriting was not asked for."""
+
+
+def check_writable(path: Path, force: bool) -> None:
+    """Fail early if ``path`` exists (without ``force``) or its folder cannot be created."""
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} already exists; pass --force to overwrite it")
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, force: bool = False, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    On any exception the temporary file or folder is removed, so a failed write leaves
+    nothing behind and an existing output is untouched.
+    """
+    final = Path(path)
+    check_writable(final, force)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    target = tmp / final.name
+    try:
+        if directory:
+            target.mkdir()
+        yield target
+        if not target.exists():
+            raise RuntimeError(f"nothing was written for {final}")
+        _apply_umask(target)  # mkdtemp's private 0700/0600 modes must not leak into outputs
+        check_writable(final, force)  # something may have appeared meanwhile
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(target, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _apply_umask(path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (or of every file in a folder, in sorted path order)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

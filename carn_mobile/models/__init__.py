@@ -1,0 +1,31 @@
+"""CARN-family networks as plain ``nn.Module``s, with a name registry."""
+
+from .carn import (
+    CARN,
+    CARNConfig,
+    carn,
+    carn_m,
+    carn_ng,
+    carn_nl,
+    carn_resnet,
+    config_dict,
+    count_params,
+    init_uniform_,
+)
+from .registry import build_model, list_models, register_model
+
+__all__ = [
+    "CARN",
+    "CARNConfig",
+    "build_model",
+    "carn",
+    "carn_m",
+    "carn_ng",
+    "carn_nl",
+    "carn_resnet",
+    "config_dict",
+    "count_params",
+    "init_uniform_",
+    "list_models",
+    "register_model",
+]

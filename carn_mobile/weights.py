@@ -1,0 +1,218 @@
+"""Weights registry and safe checkpoint loading.
+
+Each shipped checkpoint is a :class:`Weights` entry (in the spirit of torchvision's
+``Weights`` enums) that carries its file, checksum, licence and measured metadata. User
+checkpoints are read without unpickling arbitrary objects: safetensors, or
+``torch.load(weights_only=True)`` for the authors' ``.pth`` files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .fileio import atomic_output, sha256_file
+from .models import CARN, build_model, config_dict
+
+_PKG_DIR = Path(__file__).resolve().parent
+
+
+class WeightsError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A shipped checkpoint and what was measured with it."""
+
+    name: str
+    arch: str  # model registry name
+    filename: str
+    sha256: str
+    scales: tuple[int, ...]
+    license: str
+    provenance: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        """Location of the file; raises ``WeightsError`` if the install lacks it."""
+        for folder in weights_dirs():
+            candidate = folder / self.filename
+            if candidate.is_file():
+                return candidate
+        searched = ", ".join(str(d) for d in weights_dirs())
+        raise WeightsError(f"weights file {self.filename} for {self.name!r} not found (searched {searched})")
+
+
+# Metrics measured with `carn-eval` (Y channel, border = scale, uint8 output); see models/carn_m.md.
+CARN_M_AUTHORS = Weights(
+    name="carn-m",
+    arch="carn-m",
+    filename="carn_m.safetensors",
+    sha256="a173e468d44f73ddfaff16d572236b21d2f2269f9f59390b57bfe9cd17eaf7c9",
+    scales=(2, 3, 4),
+    license="MIT, (c) 2018 Namhyuk Ahn (see models/LICENSE-carn_m.txt)",
+    provenance=(
+        "Authors' released CARN-M checkpoint (CARN-pytorch, carn_m.pth, sha256 "
+        "d48a759a84509351facb6b7c6d5bd6edec98b98519b8c464ee4ab44d2ba964ff), converted to "
+        "safetensors unchanged"
+    ),
+    meta={
+        "params": 414787,
+        "params_per_scale": {2: 257027, 3: 303427, 4: 294147},
+        "mult_adds_1280x720": {2: 91.17e9, 3: 46.12e9, 4: 32.48e9},
+        "metrics": {},
+    },
+)
+
+_REGISTRY: dict[str, Weights] = {w.name: w for w in (CARN_M_AUTHORS,)}
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for shipped weights: ``$CARN_WEIGHTS_DIR``, the installed package data,
+    then the source checkout's ``models/``."""
+    dirs = []
+    if os.environ.get("CARN_WEIGHTS_DIR"):
+        dirs.append(Path(os.environ["CARN_WEIGHTS_DIR"]))
+    dirs += [_PKG_DIR / "_models", _PKG_DIR.parent / "models"]
+    return dirs
+
+
+def list_weights() -> list[str]:
+    """Names of the shipped weights."""
+    return sorted(_REGISTRY)
+
+
+def get_weights(name: str) -> Weights:
+    """Registry entry for ``name``; a clear ``WeightsError`` when none is shipped."""
+    try:
+        return _REGISTRY[name.lower()]
+    except KeyError:
+        shipped = ", ".join(list_weights())
+        raise WeightsError(
+            f"no shipped weights named {name!r} (shipped: {shipped}); pass a checkpoint file with --weights"
+        ) from None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint's tensors without executing pickled code.
+
+    ``.safetensors`` files are read directly; anything else goes through
+    ``torch.load(weights_only=True)``. A dict wrapping the weights under ``state_dict``
+    or ``model`` and DDP's ``module.`` prefix are accepted.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"checkpoint {p} does not exist or is not a file")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(p), device="cpu")
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as exc:
+        kind = "safetensors" if p.suffix == ".safetensors" else "PyTorch (weights_only)"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read {p} as a {kind} checkpoint: {first}") from exc
+    except Exception as exc:  # safetensors raises its own error type
+        raise WeightsError(f"cannot read {p}: {type(exc).__name__}: {exc}") from exc
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if key in state and isinstance(state[key], dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{p} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def infer_scales(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+    """Upsampling scales present in a CARN state dict (``up{s}`` branches or a single ``up``)."""
+    multi = sorted({int(m.group(1)) for k in state if (m := re.match(r"upsample\.up(\d+)\.", k))})
+    if multi:
+        return tuple(multi)
+    stage_convs = [v for k, v in state.items() if re.match(r"upsample\.up\.body\.\d+\.weight$", k)]
+    if not stage_convs or "entry.weight" not in state:
+        raise WeightsError("no upsampler or entry weights found: not a CARN checkpoint")
+    # Each stage's conv widens C channels to C*r*r before PixelShuffle(r).
+    r = {4: 2, 9: 3}.get(stage_convs[0].shape[0] // state["entry.weight"].shape[0])
+    if r is None:
+        raise WeightsError(f"cannot infer the scale from upsampler weights of shape {tuple(stage_convs[0].shape)}")
+    return (r ** len(stage_convs),)
+
+
+def load_state_into(model: CARN, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> CARN:
+    """Strictly load ``state`` into ``model``; errors name missing, unexpected and misshaped keys."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
+        if state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or misshaped:
+        lines = [f"{source} does not fit {describe_arch(model)}:"]
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", misshaped)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f" ... (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+                lines.append(f"  {label} ({len(keys)}): {shown}")
+        raise WeightsError("\n".join(lines))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    return model
+
+
+def describe_arch(model: CARN) -> str:
+    cfg = model.config
+    return f"{cfg.block} blocks, groups={cfg.groups}, recursive={cfg.recursive}, scales={list(cfg.scales)}"
+
+
+def load_model(model: str = "carn-m", weights: str | os.PathLike | None = None) -> CARN:
+    """Build ``model`` and load its weights, in eval mode.
+
+    ``weights`` is a shipped weights name or a checkpoint path; by default the shipped
+    weights named like the model. The scales are taken from the checkpoint, so the
+    authors' single-scale files (``upsample.up.*``) load too.
+    """
+    if weights is None or (isinstance(weights, str) and weights.lower() in _REGISTRY):
+        entry = get_weights(str(weights or model))
+        path = entry.path
+        arch = entry.arch
+        source = f"shipped weights {entry.name!r} ({path})"
+    else:
+        path = Path(weights)
+        arch = model
+        source = str(path)
+    state = read_state_dict(path)
+    net = build_model(arch, scales=infer_scales(state))
+    return load_state_into(net, state, source).eval()
+
+
+def save_weights(model: CARN, path: str | os.PathLike, arch: str, force: bool = False, **extra: str) -> Path:
+    """Write ``model``'s weights as safetensors (atomically) with its config in the header."""
+    from safetensors.torch import save_file
+
+    # One JSON entry: safetensors stores metadata in a hash map, so several keys would come
+    # out in a random order and make the file's sha256 differ from run to run.
+    info = {"arch": arch, "config": config_dict(model), **extra}
+    meta = {"carn_mobile": json.dumps(info, sort_keys=True)}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_output(path, force=force) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def verify_file(entry: Weights) -> None:
+    """Raise ``WeightsError`` if a shipped file's sha256 differs from the registry."""
+    actual = sha256_file(entry.path)
+    if actual != entry.sha256:
+        raise WeightsError(f"{entry.path} sha256 {actual} does not match the registry's {entry.sha256}")
