@@ -10,7 +10,7 @@ from rich.console import Console
 #: Exit code for bad input (a usage error, an unreadable file, a mismatch).
 EXIT_ERROR = 2
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class CLIError(Exception):

@@ -1,0 +1,73 @@
+"""``carn-info``: architecture summary, params and Mult-Adds of a model."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from ..complexity import describe, layer_costs, mult_adds, params_for_scale, parse_hr
+from ..models import build_model, count_params, list_models
+from ..weights import WeightsError, get_weights
+from .common import exit_with, parse_scales
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="carn-info", description="Architecture summary, params and Mult-Adds.")
+    p.add_argument("--model", default="carn-m", choices=list_models(), help="architecture (default carn-m)")
+    p.add_argument("--scale", help="show the layer breakdown of these scales (e.g. 4 or 2,3,4)")
+    p.add_argument("--hr", default="1280x720", help="output (HR) size WIDTHxHEIGHT for Mult-Adds (default 1280x720)")
+    return p
+
+
+def _g(x: float) -> str:
+    return f"{x / 1e9:.1f} G"
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    hr = parse_hr(args.hr)
+    breakdown = parse_scales(args.scale) if args.scale else []
+    model = build_model(args.model)
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"[bold]{args.model}[/]: {describe(model)}")
+    body = sum(count_params(m) for n, m in model.named_children() if n != "upsample")
+    out.print(f"params (trainable, mean shifts excluded): {count_params(model):,} total, {body:,} in the body")
+
+    summary = Table(title=f"per-scale models, Mult-Adds for a {hr[0]}x{hr[1]} output")
+    for col in ("scale", "LR input", "branch params", "model params", "Mult-Adds"):
+        summary.add_column(col, justify="right")
+    for s in model.scales:
+        summary.add_row(
+            f"x{s}",
+            f"{hr[0] / s:.2f}x{hr[1] / s:.2f}".replace(".00", ""),
+            f"{count_params(model.upsample.branch(s)):,}",
+            f"{params_for_scale(model, s):,}",
+            _g(mult_adds(model, s, hr)),
+        )
+    out.print(summary)
+
+    for s in breakdown:
+        layers = Table(title=f"layers at x{s}")
+        for col in ("layer", "type", "params", "Mult-Adds"):
+            layers.add_column(col, justify="left" if col in ("layer", "type") else "right")
+        for row in layer_costs(model, s, hr):
+            layers.add_row(row.name, row.kind, f"{row.params:,}", _g(row.mult_adds))
+        out.print(layers)
+
+    try:
+        w = get_weights(args.model)
+    except WeightsError:
+        out.print(f"shipped weights: none for {args.model} (train with carn-train or pass --weights to the tools)")
+    else:
+        out.print(f"shipped weights: {w.filename} (sha256 {w.sha256[:12]}...), {w.license}")
+        for ds, per_scale in w.meta.get("metrics", {}).items():
+            cells = ", ".join(f"x{s} {p:.2f} dB / {q:.4f}" for s, (p, q) in per_scale.items())
+            out.print(f"  {ds}: {cells}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    exit_with(_main, argv)
