@@ -72,9 +72,7 @@ def layer_costs(model: CARN, scale: int, hr: tuple[int, int] = (1280, 720)) -> l
             name = f"upsample (x{scale})"
         else:
             key = f"{root}.{name}"
-        rows.append(
-            LayerCost(name, type(module).__name__, count_params(module), per_module.get(key, 0) * factor)
-        )
+        rows.append(LayerCost(name, type(module).__name__, count_params(module), per_module.get(key, 0) * factor))
     return rows
 
 

@@ -60,8 +60,10 @@ class BenchmarkSet:
                 lr, generated = load_rgb(lr_file), False
                 expected = (hr.shape[0] // scale, hr.shape[1] // scale)
                 if lr.shape[:2] != expected:
-                    raise ValueError(f"{lr_file} is {lr.shape[1]}x{lr.shape[0]}, expected "
-                                     f"{expected[1]}x{expected[0]} for HR {hr_path.name} at x{scale}")
+                    raise ValueError(
+                        f"{lr_file} is {lr.shape[1]}x{lr.shape[0]}, expected "
+                        f"{expected[1]}x{expected[0]} for HR {hr_path.name} at x{scale}"
+                    )
             else:
                 lr, generated = bicubic_downscale(hr, scale), True
             yield BenchmarkPair(hr_path.stem, hr, lr, generated)

@@ -6,9 +6,9 @@ Y channel (BT.601, as MATLAB's ``rgb2ycbcr``) with ``scale`` border pixels cropp
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -45,9 +45,7 @@ def super_resolve(model: nn.Module, lr: np.ndarray, scale: int) -> np.ndarray:
     return to_uint8(y)
 
 
-def evaluate_dataset(
-    model: nn.Module, dataset: BenchmarkSet, scale: int, model_name: str, progress=None
-) -> EvalResult:
+def evaluate_dataset(model: nn.Module, dataset: BenchmarkSet, scale: int, model_name: str, progress=None) -> EvalResult:
     """Evaluate ``model`` on every image of ``dataset`` at ``scale``.
 
     ``progress`` is an optional callable invoked once per image with its name.
@@ -87,10 +85,12 @@ def evaluate(
     with Progress(*columns, disable=not progress, transient=False) as bar:
         for ds in sets:
             task = bar.add_task(f"{model_name} {ds.name}", total=len(ds) * len(scales))
+
+            def step(_name: str, task=task) -> None:
+                bar.advance(task)
+
             for s in scales:
-                results.append(
-                    evaluate_dataset(model, ds, s, model_name, progress=lambda _n: bar.advance(task))
-                )
+                results.append(evaluate_dataset(model, ds, s, model_name, progress=step))
     return results
 
 

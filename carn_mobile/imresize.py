@@ -85,9 +85,7 @@ def _round_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(x + 0.5), 0.0, 255.0)
 
 
-def _resize_axis(
-    img: np.ndarray, axis: int, scale: float, out_len: int, quantize: bool
-) -> np.ndarray:
+def _resize_axis(img: np.ndarray, axis: int, scale: float, out_len: int, quantize: bool) -> np.ndarray:
     """Resize float64 ``img`` along ``axis`` (0 or 1) to ``out_len`` samples."""
     indices, weights = _contributions(img.shape[axis], out_len, scale)
     moved = np.moveaxis(img, axis, 0)

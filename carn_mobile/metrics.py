@@ -75,15 +75,11 @@ def crop_border(img: np.ndarray, border: int) -> np.ndarray:
     if border == 0:
         return img
     if 2 * border >= img.shape[0] or 2 * border >= img.shape[1]:
-        raise ValueError(
-            f"cannot crop {border} pixels from each side of an image of shape {img.shape}"
-        )
+        raise ValueError(f"cannot crop {border} pixels from each side of an image of shape {img.shape}")
     return img[border:-border, border:-border, ...]
 
 
-def _prepare(
-    img1: np.ndarray, img2: np.ndarray, crop: int, y_channel: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(img1: np.ndarray, img2: np.ndarray, crop: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
     """Validate a pair, optionally convert to Y, crop, and return float64 copies."""
     img1 = np.asarray(img1)
     img2 = np.asarray(img2)
@@ -142,9 +138,7 @@ def _filter_valid(img: np.ndarray, g: np.ndarray) -> np.ndarray:
 def _ssim_single(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM of two single-channel float64 images."""
     if a.shape[0] < _SSIM_WIN or a.shape[1] < _SSIM_WIN:
-        raise ValueError(
-            f"SSIM needs images of at least {_SSIM_WIN}x{_SSIM_WIN} pixels, got {a.shape}"
-        )
+        raise ValueError(f"SSIM needs images of at least {_SSIM_WIN}x{_SSIM_WIN} pixels, got {a.shape}")
     g = _gaussian_1d()
     mu1 = _filter_valid(a, g)
     mu2 = _filter_valid(b, g)
@@ -200,8 +194,7 @@ def evaluate_pair(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, fl
         cropped = modcrop(hr, scale)
         if cropped.shape != sr.shape:
             raise ValueError(
-                f"SR shape {sr.shape} does not match HR shape {hr.shape} "
-                f"(modcropped by {scale}: {cropped.shape})"
+                f"SR shape {sr.shape} does not match HR shape {hr.shape} (modcropped by {scale}: {cropped.shape})"
             )
         hr = cropped
     return (

@@ -12,9 +12,10 @@ import json
 import os
 import pickle
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -167,7 +168,8 @@ def load_state_into(model: CARN, state: Mapping[str, torch.Tensor], source: str 
     )
     if missing or unexpected or misshaped:
         lines = [f"{source} does not fit {describe_arch(model)}:"]
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", misshaped)):
+        groups = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", misshaped))
+        for label, keys in groups:
             if keys:
                 shown = ", ".join(keys[:8]) + (f" ... (+{len(keys) - 8} more)" if len(keys) > 8 else "")
                 lines.append(f"  {label} ({len(keys)}): {shown}")

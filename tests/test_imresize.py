@@ -21,8 +21,20 @@ BENCHMARK = shared_root() / "data" / "benchmark"
 SETS = {
     "Set5": ["baby", "bird", "butterfly", "head", "woman"],
     "Set14": [
-        "baboon", "barbara", "bridge", "coastguard", "comic", "face", "flowers",
-        "foreman", "lenna", "man", "monarch", "pepper", "ppt3", "zebra",
+        "baboon",
+        "barbara",
+        "bridge",
+        "coastguard",
+        "comic",
+        "face",
+        "flowers",
+        "foreman",
+        "lenna",
+        "man",
+        "monarch",
+        "pepper",
+        "ppt3",
+        "zebra",
     ],
 }
 SKIP_REASON = f"benchmark data not found under {BENCHMARK} (set CARN_SHARED to the shared folder)"

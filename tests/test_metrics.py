@@ -26,6 +26,7 @@ def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 # --- rgb_to_y ---------------------------------------------------------------------
 
+
 def test_rgb_to_y_black_white_and_primaries() -> None:
     colours = [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255]]
     px = np.array([colours], dtype=np.uint8)
@@ -53,6 +54,7 @@ def test_rgb_to_y_rejects_non_rgb() -> None:
 
 # --- crop_border ------------------------------------------------------------------
 
+
 def test_crop_border() -> None:
     img = np.arange(8 * 9 * 3).reshape(8, 9, 3)
     assert crop_border(img, 0).shape == (8, 9, 3)
@@ -68,6 +70,7 @@ def test_crop_border() -> None:
 
 # --- psnr -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("offset", [1, 5, 16])
 def test_psnr_of_constant_offset(offset: int) -> None:
     img = np.random.default_rng(3).integers(20, 200, size=(16, 16, 3), dtype=np.uint8)
@@ -76,9 +79,7 @@ def test_psnr_of_constant_offset(offset: int) -> None:
     assert psnr(img, shifted, y_channel=False) == pytest.approx(expected, abs=1e-10)
     # Adding d to R, G and B adds d * 219/255 to Y.
     y_offset = offset * 219 / 255
-    assert psnr(img, shifted, y_channel=True) == pytest.approx(
-        20 * math.log10(255 / y_offset), abs=1e-9
-    )
+    assert psnr(img, shifted, y_channel=True) == pytest.approx(20 * math.log10(255 / y_offset), abs=1e-9)
 
 
 def test_psnr_grey_offset_and_data_range() -> None:
@@ -118,6 +119,7 @@ def test_shape_mismatch_raises_naming_both_shapes() -> None:
 
 
 # --- ssim -------------------------------------------------------------------------
+
 
 def _ssim_bruteforce(a: np.ndarray, b: np.ndarray) -> float:
     """Direct 2-D transcription of the reference formula, window by window."""
@@ -175,7 +177,7 @@ def test_ssim_decreases_with_noise() -> None:
         noisy = np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
         scores.append(ssim(img, noisy))
     assert scores[0] == pytest.approx(1.0)
-    assert all(s1 > s2 for s1, s2 in zip(scores, scores[1:])), scores
+    assert all(s1 > s2 for s1, s2 in zip(scores, scores[1:], strict=False)), scores
 
 
 def test_ssim_crop_and_size_check() -> None:
@@ -189,6 +191,7 @@ def test_ssim_crop_and_size_check() -> None:
 
 
 # --- evaluate_pair / to_uint8 -----------------------------------------------------
+
 
 def test_evaluate_pair_psnr_and_ssim() -> None:
     hr = _rgb(50, 51, seed=12)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..fileio import sha256_file
 from ..models import count_params, list_models
@@ -29,7 +29,8 @@ def _main(argv: Sequence[str] | None) -> int:
         raise ValueError(f"destination must end in .safetensors, got {args.dst}")
     model = load_model(args.model, args.src)
     out = save_weights(model, args.dst, arch=args.model, force=args.force, source_sha256=sha256_file(args.src))
-    print(f"{out}: {args.model}, scales {list(model.scales)}, {count_params(model):,} params, sha256 {sha256_file(out)}")
+    summary = f"{args.model}, scales {list(model.scales)}, {count_params(model):,} params"
+    print(f"{out}: {summary}, sha256 {sha256_file(out)}")
     return 0
 
 

@@ -138,7 +138,7 @@ class CARN(nn.Module):
         out = self.upsample(out, s)
         return self.add_mean(self.exit(out))
 
-    def single_scale(self, scale: int) -> "CARN":
+    def single_scale(self, scale: int) -> CARN:
         """A single-scale copy holding the body and only the ``scale`` branch (for export)."""
         s = self._resolve_scale(scale)
         if not self.config.multi_scale:
