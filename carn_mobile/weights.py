@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .fileio import atomic_output, sha256_file
-from .models import CARN, build_model, config_dict
+from .models import CARN, CARNConfig, build_model, config_dict
 
 _PKG_DIR = Path(__file__).resolve().parent
 
@@ -183,24 +183,66 @@ def describe_arch(model: CARN) -> str:
     return f"{cfg.block} blocks, groups={cfg.groups}, recursive={cfg.recursive}, scales={list(cfg.scales)}"
 
 
-def load_model(model: str = "carn-m", weights: str | os.PathLike | None = None) -> CARN:
-    """Build ``model`` and load its weights, in eval mode.
+def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The carn-mobile header of a safetensors file written by :func:`save_weights` (else None)."""
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
 
-    ``weights`` is a shipped weights name or a checkpoint path; by default the shipped
-    weights named like the model. The scales are taken from the checkpoint, so the
-    authors' single-scale files (``upsample.up.*``) load too.
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("carn_mobile")
+    except Exception as exc:  # safetensors raises its own error type
+        raise WeightsError(f"cannot read {p}: {type(exc).__name__}: {exc}") from exc
+    if raw is None:
+        return None
+    try:
+        info = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{p} has a malformed carn_mobile header: {exc}") from exc
+    if not isinstance(info, dict):
+        raise WeightsError(f"{p} has a malformed carn_mobile header")
+    return info
+
+
+def _config_from_metadata(info: dict[str, Any], source: str) -> CARNConfig:
+    try:
+        cfg = dict(info["config"])
+        cfg["scales"] = tuple(cfg["scales"])
+        return CARNConfig(**cfg)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{source}: unusable model config in its header ({exc})") from exc
+
+
+def load_model(model: str | None = None, weights: str | os.PathLike | None = None) -> CARN:
+    """Build a model and load its weights, in eval mode.
+
+    ``weights`` is a shipped weights name or a checkpoint path; without it, the shipped
+    weights named like ``model`` (default ``carn-m``). Files written by :func:`save_weights`
+    (e.g. by ``carn-train``) carry their architecture, so any variant loads as trained;
+    for other files the architecture is ``model`` and the scales come from the checkpoint,
+    so the authors' single-scale files (``upsample.up.*``) load too.
     """
     if weights is None or (isinstance(weights, str) and weights.lower() in _REGISTRY):
-        entry = get_weights(str(weights or model))
-        path = entry.path
-        arch = entry.arch
-        source = f"shipped weights {entry.name!r} ({path})"
+        entry = get_weights(str(weights or model or "carn-m"))
+        path, arch, source = entry.path, entry.arch, f"shipped weights {entry.name!r} ({entry.path})"
+        if model is not None and model.lower() != arch:
+            raise WeightsError(f"shipped weights {entry.name!r} are a {arch} model, not {model}")
     else:
-        path = Path(weights)
-        arch = model
-        source = str(path)
+        path, arch, source = Path(weights), model, str(weights)
     state = read_state_dict(path)
-    net = build_model(arch, scales=infer_scales(state))
+    info = read_metadata(path)
+    if info is not None:
+        saved_arch = str(info.get("arch", ""))
+        if arch is not None and saved_arch and arch.lower() != saved_arch.lower():
+            raise WeightsError(f"{source} holds a {saved_arch} model, not {arch}; pass --model {saved_arch}")
+        net = CARN(_config_from_metadata(info, source))
+        arch = saved_arch or arch
+    else:
+        arch = arch or "carn-m"
+        net = build_model(arch, scales=infer_scales(state))
+    net.arch = arch  # the registry name, for reports and manifests
     return load_state_into(net, state, source).eval()
 
 

@@ -84,13 +84,31 @@ def test_round_trip_through_safetensors(tmp_path):
 
 
 def test_wrong_architecture_names_the_keys(tmp_path):
-    path = save_weights(carn_m(), tmp_path / "m.safetensors", arch="carn-m")
+    path = tmp_path / "m.pth"  # a plain state dict: the architecture comes from --model
+    torch.save(carn_m().state_dict(), path)
     with pytest.raises(WeightsError) as err:
         load_model("carn", path)
     msg = str(err.value)
     assert "missing keys" in msg and "b1.b2.body.0.weight" in msg
     assert "unexpected keys" in msg and "b1.b1.body.4.weight" in msg
     assert "shape mismatches" in msg
+
+
+def test_saved_variants_carry_their_architecture(tmp_path):
+    variant = carn_m(channels=16, groups=8, recursive=False, scales=(3,))
+    path = save_weights(variant, tmp_path / "v.safetensors", arch="carn-m")
+    back = load_model(weights=path)
+    assert back.config == variant.config
+    x = torch.rand(1, 3, 5, 7)
+    with torch.no_grad():
+        assert torch.equal(back(x), variant.eval()(x))
+    with pytest.raises(WeightsError, match="holds a carn-m model, not carn; pass --model carn-m"):
+        load_model("carn", path)
+
+
+def test_shipped_weights_refuse_another_architecture():
+    with pytest.raises(WeightsError, match="are a carn-m model, not carn-nl"):
+        load_model("carn-nl", "carn-m")
 
 
 def test_corrupt_safetensors_is_a_clear_error(tmp_path):

@@ -28,8 +28,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if not args.dst.endswith(".safetensors"):
         raise ValueError(f"destination must end in .safetensors, got {args.dst}")
     model = load_model(args.model, args.src)
-    out = save_weights(model, args.dst, arch=args.model, force=args.force, source_sha256=sha256_file(args.src))
-    summary = f"{args.model}, scales {list(model.scales)}, {count_params(model):,} params"
+    out = save_weights(model, args.dst, arch=model.arch, force=args.force, source_sha256=sha256_file(args.src))
+    summary = f"{model.arch}, scales {list(model.scales)}, {count_params(model):,} params"
     print(f"{out}: {summary}, sha256 {sha256_file(out)}")
     return 0
 

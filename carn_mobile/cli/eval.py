@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="carn-eval",
         description="Evaluate on benchmark folders (DIR/HR and optional DIR/LR_bicubic/X{s}).",
     )
-    p.add_argument("--model", default="carn-m", choices=list_models(), help="architecture (default carn-m)")
+    p.add_argument(
+        "--model", choices=list_models(), help="architecture (default: from the weights file, else carn-m)"
+    )
     p.add_argument("--weights", help="checkpoint file or shipped weights name (default: shipped for --model)")
     p.add_argument("--scale", default="2,3,4", help="comma-separated scales (default 2,3,4)")
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="benchmark folders")
@@ -41,7 +43,7 @@ def _main(argv: Sequence[str] | None) -> int:
     missing = [s for s in scales if s not in model.scales]
     if missing:
         raise ValueError(f"the weights have no x{missing[0]} branch (they have {list(model.scales)})")
-    results = evaluate(model, args.data, scales, args.model, progress=not args.no_progress)
+    results = evaluate(model, args.data, scales, model.arch, progress=not args.no_progress)
     Console().print(results_table(results))
     if args.json:
         payload = {"results": [r.to_json(per_image=args.per_image) for r in results]}

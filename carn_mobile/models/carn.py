@@ -94,6 +94,9 @@ class CARN(nn.Module):
     single-scale model.
     """
 
+    #: Registry name this network was built as (set by ``build_model``/``load_model``).
+    arch: str = "carn"
+
     def __init__(self, config: CARNConfig | None = None) -> None:
         super().__init__()
         cfg = config or CARNConfig()
@@ -150,6 +153,7 @@ class CARN(nn.Module):
             if not k.startswith("upsample.") or k.startswith(f"upsample.up{s}.")
         }
         out.load_state_dict(state, strict=True)
+        out.arch = self.arch
         return out.train(self.training)
 
 

@@ -36,4 +36,6 @@ def build_model(name: str, **overrides) -> nn.Module:
         builder = _BUILDERS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
-    return builder(**overrides)
+    model = builder(**overrides)
+    model.arch = name.lower()  # remembered for reports, manifests and saved weights
+    return model
