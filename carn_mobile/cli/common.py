@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 #: Exit code for bad input (a usage error, an unreadable file, a mismatch).
 EXIT_ERROR = 2
@@ -25,7 +26,8 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
         err_console.print("interrupted")
         return 130
     except (CLIError, ValueError, OSError, ImportError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+        # Escaped: messages such as pip install "carn-mobile[export]" contain brackets.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return EXIT_ERROR
 
 

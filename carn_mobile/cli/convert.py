@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("src", help="checkpoint: .pth/.pt (read with weights_only) or .safetensors")
     p.add_argument("dst", help="output .safetensors file")
-    p.add_argument("--model", default="carn-m", choices=list_models(), help="architecture (default carn-m)")
+    p.add_argument("--model", choices=list_models(), help="architecture (default: from the weights file, else carn-m)")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     return p
 

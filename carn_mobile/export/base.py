@@ -1,0 +1,102 @@
+"""The interface every export target implements, and what an export is asked to produce."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..parity import StructuralCheck
+from ..runtimes import ShapeSpec
+from .wrapper import SuperResolver
+
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """One artifact to produce: which scale, precision and input shapes, and what to embed."""
+
+    model: str
+    scale: int
+    precision: str
+    shape: ShapeSpec  # resolved: a dynamic spec carries its maximum
+    image_io: bool = False
+    #: String key/values embedded in the artifact's own metadata where the format has some.
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def example_input(self) -> torch.Tensor:
+        """An input of an accepted size, used to trace the module."""
+        if self.shape.kind == "dynamic":
+            lo, hi = self.shape.bounds
+            h, w = min(max(lo, 32), hi), min(max(lo, 48), hi)  # unequal sides: no H/W confusion
+        else:
+            h, w = self.shape.sizes[0]
+        return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+
+
+@dataclass
+class ExportOutcome:
+    """What a target reports besides the file: notes for the user and details for the manifest."""
+
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Target(ABC):
+    """One export format. Subclass it in a module named ``target_*.py`` in this package and
+    decorate it with :func:`carn_mobile.export.register_target`; the CLI, parity and the
+    manifests pick it up from there."""
+
+    #: Registry and ``--target`` name.
+    name: ClassVar[str]
+    #: Artifact suffix, e.g. ``".onnx"``.
+    suffix: ClassVar[str]
+    #: Position in listings and in ``--target all`` (lower first).
+    rank: ClassVar[int] = 100
+    #: One line for ``--help`` and manifests.
+    description: ClassVar[str] = ""
+    #: pip extra that installs the converter.
+    extra: ClassVar[str] = "export"
+    #: Modules the converter needs (checked before any work starts).
+    requires: ClassVar[tuple[str, ...]] = ()
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    default_precision: ClassVar[str] = "fp32"
+    #: Why some precision is not offered, for the error message.
+    precision_note: ClassVar[str] = ""
+    #: Largest LR side of a dynamic export unless the user names one.
+    default_max_side: ClassVar[int] = 1024
+    supports_image_io: ClassVar[bool] = False
+
+    def check_available(self) -> None:
+        """Raise ``MissingDependencyError`` (naming the extra) if the converter is missing."""
+        from ..runtimes import require
+        from ..runtimes.quiet import captured_output
+
+        with captured_output():  # converters announce themselves noisily on import
+            for module in self.requires:
+                require(module, self.extra, f"the {self.name} target")
+
+    def unsupported(self, request: ExportRequest) -> str | None:
+        """Why this target cannot produce ``request``, or ``None``."""
+        if request.precision not in self.precisions:
+            note = f" ({self.precision_note})" if self.precision_note else ""
+            return f"{self.name} supports {', '.join(self.precisions)} only, not {request.precision}{note}"
+        if request.image_io and not self.supports_image_io:
+            return f"{self.name} has no image I/O; --image-io applies to coreml only"
+        return None
+
+    @abstractmethod
+    def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
+        """Write the artifact for ``module`` (float32, eval mode) to ``out``."""
+
+    def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
+        """Checks of the artifact's structure that need no runtime (default: none)."""
+        return []
+
+    def versions(self) -> dict[str, str | None]:
+        """Converter versions recorded in the manifest."""
+        return {}

@@ -1,0 +1,70 @@
+"""Re-check an existing artifact against its manifest and a freshly built PyTorch reference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..fileio import sha256_file
+from ..parity import DEFAULT_POLICY, ParityPolicy, ParityReport, StructuralCheck, check_parity, parity_inputs
+from ..runtimes import ShapeSpec
+from .base import ExportRequest
+from .manifest import read_manifest
+from .registry import get_target
+from .weights_source import WeightsSource, load_from_source, resolve_weights
+from .wrapper import per_scale_module
+
+
+@dataclass
+class RecheckResult:
+    """The manifest that described the artifact and the fresh parity report."""
+
+    artifact: Path
+    manifest: dict
+    weights: WeightsSource
+    report: ParityReport
+
+
+def recheck_artifact(
+    artifact: str | Path,
+    weights: str | Path | None = None,
+    *,
+    policy: ParityPolicy = DEFAULT_POLICY,
+    parity_images: str | Path | None = None,
+) -> RecheckResult:
+    """Run the parity check of ``artifact`` again, as ``carn-parity`` does.
+
+    The manifest beside the artifact says which model, scale, weights and shapes to use;
+    ``weights`` (a shipped name or checkpoint) overrides the recorded weights. The
+    artifact's sha256 must match the manifest: a changed file fails even if it still runs.
+    """
+    path = Path(artifact)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    manifest = read_manifest(path)
+    target = get_target(manifest["target"])
+    model_name = manifest["model"]
+    source = (resolve_weights(model_name, weights) if weights is not None
+              else WeightsSource.from_json(manifest["weights"]))
+    model = load_from_source(source)
+    scale = int(manifest["scale"])
+    request = ExportRequest(
+        model=model_name,
+        scale=scale,
+        precision=manifest["precision"],
+        shape=ShapeSpec.from_json(manifest["shape"]),
+        image_io=bool(manifest.get("image_io", False)),
+    )
+    module = per_scale_module(model, scale)
+    expected_sha = manifest["file"]["sha256"]
+
+    def structural() -> list[StructuralCheck]:
+        actual = sha256_file(path)
+        sha = StructuralCheck("sha256 matches manifest", actual == expected_sha,
+                              f"file {actual[:16]}..., manifest {expected_sha[:16]}...")
+        return [sha, *target.structural_check(path, request, module)]
+
+    cases = parity_inputs(scale, request.shape, parity_images)
+    report = check_parity(path, target.name, module, request.precision, cases, image_io=request.image_io,
+                          structural=structural, policy=policy)
+    return RecheckResult(path, manifest, source, report)

@@ -1,0 +1,104 @@
+"""ONNX: opset 18, dynamic height/width, PixelShuffle as DepthToSpace, simplified and checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..parity import StructuralCheck
+from ..runtimes import INPUT_NAME, OUTPUT_NAME, require, version_of
+from ..runtimes.quiet import captured_output
+from .base import ExportOutcome, ExportRequest, Target
+from .registry import register_target
+from .wrapper import HalfPrecision, SuperResolver
+
+OPSET = 18
+
+
+def dynamic_dims(request: ExportRequest) -> dict | None:
+    """``torch.export`` dims for H and W, or ``None`` for a fixed-size export."""
+    if request.shape.kind == "fixed":
+        return None
+    lo, hi = request.shape.bounds
+    # torch.export specialises sizes 0 and 1, so the symbolic range starts at 2.
+    height = torch.export.Dim("height", min=max(lo, 2), max=hi)
+    width = torch.export.Dim("width", min=max(lo, 2), max=hi)
+    return {INPUT_NAME: {2: height, 3: width}}
+
+
+@register_target
+class OnnxTarget(Target):
+    name = "onnx"
+    suffix = ".onnx"
+    rank = 10
+    description = "ONNX (opset 18) for ONNX Runtime (Mobile), dynamic H/W"
+    requires = ("onnx", "onnxscript", "onnxsim", "onnxruntime")
+    precisions = ("fp32", "fp16")
+
+    def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
+        onnx = require("onnx", self.extra, "the onnx target")
+        onnxsim = require("onnxsim", self.extra, "the onnx target")
+        graph_module = HalfPrecision(module) if request.precision == "fp16" else module
+        with captured_output(), torch.no_grad():
+            program = torch.onnx.export(
+                graph_module,
+                (request.example_input(),),
+                None,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=OPSET,
+                dynamo=True,
+                dynamic_shapes=dynamic_dims(request),
+                optimize=True,
+            )
+            model = program.model_proto
+            simplified, ok = onnxsim.simplify(model)
+        if not ok:
+            raise RuntimeError("onnxsim could not validate the simplified model")
+        nodes_before, nodes_after = len(model.graph.node), len(simplified.graph.node)
+        simplified.doc_string = f"carn-mobile {request.model} x{request.scale} {request.precision}"
+        del simplified.metadata_props[:]
+        for key, value in sorted(request.metadata.items()):
+            simplified.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(simplified, full_check=True)
+        onnx.save(simplified, str(out))
+        ops = sorted({n.op_type for n in simplified.graph.node})
+        return ExportOutcome(
+            notes=[f"onnxsim: {nodes_before} -> {nodes_after} nodes"],
+            details={"opset": OPSET, "ops": ops, "nodes": nodes_after},
+        )
+
+    def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
+        onnx = require("onnx", self.extra, "checking ONNX artifacts")
+        checks: list[StructuralCheck] = []
+        try:
+            model = onnx.load(str(path))
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as exc:  # a corrupt file is a failed check, not a crash
+            return [StructuralCheck("onnx.checker", False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")]
+        checks.append(StructuralCheck("onnx.checker", True, "clean"))
+        opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        checks.append(StructuralCheck("opset", opset >= 17, f"opset {opset} (need >= 17)"))
+        ins = [i.name for i in model.graph.input]
+        outs = [o.name for o in model.graph.output]
+        checks.append(StructuralCheck("io names", ins == [INPUT_NAME] and outs == [OUTPUT_NAME],
+                                      f"inputs {ins}, outputs {outs}"))
+        elem = model.graph.input[0].type.tensor_type.elem_type if ins else None
+        checks.append(StructuralCheck("input dtype", elem == onnx.TensorProto.FLOAT, f"elem_type {elem} (1 = float32)"))
+        if ins:
+            dims = model.graph.input[0].type.tensor_type.shape.dim
+            symbolic = [d.dim_param or d.dim_value for d in dims]
+            want_dynamic = request.shape.kind != "fixed"
+            ok = len(dims) == 4 and (all(bool(d.dim_param) for d in dims[2:]) if want_dynamic
+                                     else [d.dim_value for d in dims] == [1, 3, *request.shape.sizes[0]])
+            checks.append(StructuralCheck("input shape", ok, f"{symbolic}"))
+        ops = {n.op_type for n in model.graph.node}
+        checks.append(StructuralCheck("DepthToSpace", "DepthToSpace" in ops, "PixelShuffle exported as DepthToSpace"))
+        meta = {p.key: p.value for p in model.metadata_props}
+        ok = meta.get("carn_mobile.scale") == str(request.scale)
+        checks.append(StructuralCheck("metadata scale", ok, f"carn_mobile.scale = {meta.get('carn_mobile.scale')}"))
+        return checks
+
+    def versions(self) -> dict[str, str | None]:
+        return {name: version_of(name) for name in ("onnx", "onnxscript", "onnxsim", "onnxruntime")}

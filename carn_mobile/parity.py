@@ -1,0 +1,363 @@
+"""Numeric parity: does an exported artifact compute what the PyTorch model computes?
+
+The reference is the float32 per-scale PyTorch module. Inputs are real LR images (Set5 when
+available, centre-cropped to keep it quick), the built-in procedural test image and random
+inputs of odd, non-square sizes, all inside the artifact's accepted shapes. Each output is
+compared with the reference on [0, 1] RGB: max abs error and PSNR = 10 log10(1 / MSE).
+
+Tolerance policy (:class:`ParityPolicy`):
+
+* float32 artifacts: max abs error <= 1e-4 on every input;
+* float16 artifacts (and 8-bit image outputs): PSNR >= 50 dB against the float32 reference
+  and max abs error <= 2e-2 on every input, so a few wild pixels cannot hide in a good mean.
+
+When no runner can execute the artifact here (Core ML off macOS), the target's structural
+checks decide and the report says ``structural-only`` with the reason; no number is made up.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .runtimes import Runner, RunnerUnavailable, ShapeSpec, runners_for_target
+from .testimage import natural_test_image
+
+#: Real images are centre-cropped to at most this many LR pixels per side.
+REAL_CROP = 64
+#: At most this many real images are used (Set5 has five).
+MAX_REAL_IMAGES = 5
+#: Random input sizes (H, W) for dynamic artifacts: odd, non-square, and a larger even one.
+RANDOM_SIZES = ((17, 23), (32, 48))
+#: Size of the built-in test image for dynamic artifacts.
+TEST_IMAGE_SIZE = (40, 56)
+
+PASSED, FAILED, STRUCTURAL_ONLY = "passed", "failed", "structural-only"
+
+
+@dataclass(frozen=True)
+class ParityPolicy:
+    """Tolerances; see the module docstring for the reasoning and measured values."""
+
+    fp32_max_abs: float = 1e-4
+    lossy_min_psnr: float = 50.0
+    lossy_max_abs: float = 2e-2
+
+    def limits(self, precision: str, quantized_output: bool = False) -> dict[str, float]:
+        """The limits that apply: ``max_abs`` always, ``min_psnr_db`` for lossy artifacts."""
+        if precision == "fp32" and not quantized_output:
+            return {"max_abs": self.fp32_max_abs}
+        return {"max_abs": self.lossy_max_abs, "min_psnr_db": self.lossy_min_psnr}
+
+
+DEFAULT_POLICY = ParityPolicy()
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """One parity input: a name saying where it comes from and the LR batch (1, 3, H, W)."""
+
+    name: str
+    lr: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.lr.shape[2]), int(self.lr.shape[3])
+
+
+@dataclass
+class CaseResult:
+    name: str
+    lr_size: list[int]
+    max_abs: float | None
+    psnr_db: float | None  # None when the outputs are identical (infinite PSNR) or unavailable
+    passed: bool
+    error: str | None = None
+
+
+@dataclass
+class StructuralCheck:
+    """One structural fact about an artifact checked without running it."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ParityReport:
+    """Outcome of a parity run; ``status`` is passed, failed or structural-only."""
+
+    status: str
+    runner: str | None
+    tolerance: dict[str, float]
+    cases: list[CaseResult] = field(default_factory=list)
+    checks: list[StructuralCheck] = field(default_factory=list)
+    reason: str | None = None  # why structural-only, or why it failed before any case ran
+    runner_versions: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.status != FAILED
+
+    @property
+    def max_abs(self) -> float | None:
+        values = [c.max_abs for c in self.cases if c.max_abs is not None]
+        return max(values) if values else None
+
+    @property
+    def min_psnr_db(self) -> float | None:
+        """Lowest PSNR over the cases; ``inf`` when every output matched exactly."""
+        if not self.cases or any(c.max_abs is None for c in self.cases):
+            return None
+        values = [math.inf if c.psnr_db is None else c.psnr_db for c in self.cases]
+        return min(values)
+
+    def headline(self) -> str:
+        """One line: status and the worst numbers."""
+        if self.status == STRUCTURAL_ONLY:
+            ok = sum(c.ok for c in self.checks)
+            return f"structural-only ({ok}/{len(self.checks)} checks passed): {self.reason}"
+        parts = [self.status]
+        if self.max_abs is not None:
+            parts.append(f"max abs {self.max_abs:.2e}")
+        psnr = self.min_psnr_db
+        if psnr is not None:
+            parts.append("min PSNR inf dB" if math.isinf(psnr) else f"min PSNR {psnr:.1f} dB")
+        if self.cases:
+            parts.append(f"{sum(c.passed for c in self.cases)}/{len(self.cases)} inputs within tolerance")
+        if self.runner:
+            parts.append(f"runner {self.runner}")
+        return ", ".join(parts)
+
+    def failure_details(self) -> list[str]:
+        """Human-readable lines for every failed case and check."""
+        lines = [f"{self.reason}"] if self.status == FAILED and self.reason else []
+        limits = ", ".join(f"{k} {v:g}" for k, v in self.tolerance.items())
+        for c in self.cases:
+            if not c.passed:
+                size = "x".join(map(str, c.lr_size))
+                if c.error:
+                    lines.append(f"{c.name} ({size}): {c.error}")
+                else:
+                    psnr = "inf" if c.psnr_db is None else f"{c.psnr_db:.2f}"
+                    lines.append(f"{c.name} ({size}): max abs {c.max_abs:.3e}, PSNR {psnr} dB (limits: {limits})")
+        lines += [f"check {c.name}: {c.detail}" for c in self.checks if not c.ok]
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"status": self.status, "runner": self.runner, "tolerance": self.tolerance}
+        if self.reason:
+            d["reason"] = self.reason
+        if self.cases:
+            d["max_abs"] = self.max_abs
+            psnr = self.min_psnr_db
+            d["min_psnr_db"] = None if psnr is None or math.isinf(psnr) else psnr
+            d["identical_outputs"] = self.max_abs == 0.0  # why min_psnr_db is null: infinite
+            d["cases"] = [asdict(c) for c in self.cases]
+        if self.checks:
+            d["checks"] = [asdict(c) for c in self.checks]
+        if self.runner_versions:
+            d["runner_versions"] = self.runner_versions
+        return d
+
+
+class ParityError(ValueError):
+    """An artifact failed its parity check; the message carries the numbers."""
+
+    def __init__(self, message: str, report: ParityReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def default_image_dir(scale: int) -> Path | None:
+    """Set5's LR folder for ``scale`` if the shared data is around (``$CARN_SHARED`` or the
+    ``shared`` folder beside the source checkout), else ``None``."""
+    roots = [Path(os.environ["CARN_SHARED"])] if os.environ.get("CARN_SHARED") else []
+    roots.append(Path(__file__).resolve().parents[2] / "shared")
+    for root in roots:
+        folder = root / "data" / "benchmark" / "Set5" / "LR_bicubic" / f"X{scale}"
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop ``image`` (H, W, 3) to ``size``, mirroring it first where it is smaller."""
+    h, w = size
+    ph, pw = max(0, h - image.shape[0]), max(0, w - image.shape[1])
+    if ph or pw:
+        image = np.pad(image, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
+    top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+    return image[top : top + h, left : left + w]
+
+
+def _nchw(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def _dynamic_sizes(shape: ShapeSpec, wanted: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    lo, hi = shape.bounds
+    sizes = [(min(max(h, lo), hi), min(max(w, lo), hi)) for h, w in wanted]
+    return list(dict.fromkeys(sizes))
+
+
+def parity_inputs(
+    scale: int,
+    shape: ShapeSpec,
+    image_dir: str | Path | None = None,
+    max_real: int | None = None,
+    seed: int = 0,
+) -> list[ParityCase]:
+    """Inputs for a parity run, all inside ``shape``.
+
+    ``image_dir`` is a folder of LR images (default: Set5 at ``scale`` when available), of
+    which the first ``max_real`` (default :data:`MAX_REAL_IMAGES`) are used.
+    Dynamic shapes get centre crops of at most :data:`REAL_CROP` pixels per side, the test
+    image and two random sizes; fixed and enumerated shapes get every input at each size.
+    """
+    from .data import IMAGE_SUFFIXES, load_rgb
+
+    folder = Path(image_dir) if image_dir is not None else default_image_dir(scale)
+    real: list[tuple[str, np.ndarray]] = []
+    if folder is not None:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"parity image folder {folder} does not exist")
+        limit = MAX_REAL_IMAGES if max_real is None else max_real
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+        label = folder.parent.parent.name if folder.parent.name == "LR_bicubic" else folder.name
+        # Set5's LR files are named like baby'x4'.png; the label drops that suffix.
+        real = [(f"{label}/{p.stem.removesuffix(f'x{scale}')}", load_rgb(p).astype(np.float32) / 255.0)
+                for p in files]
+    rng = np.random.default_rng(seed)
+    cases: list[ParityCase] = []
+    if shape.kind == "dynamic":
+        lo, hi = shape.bounds
+        for name, image in real:
+            size = (min(image.shape[0], REAL_CROP, hi), min(image.shape[1], REAL_CROP, hi))
+            size = (max(size[0], lo), max(size[1], lo))
+            cases.append(ParityCase(name, _nchw(_fit(image, size))))
+        (th, tw), = _dynamic_sizes(shape, [TEST_IMAGE_SIZE])
+        cases.append(ParityCase("test-image", _nchw(natural_test_image(th, tw, seed))))
+        for h, w in _dynamic_sizes(shape, RANDOM_SIZES):
+            cases.append(ParityCase(f"random-{h}x{w}", rng.random((1, 3, h, w), dtype=np.float32)))
+        return cases
+    for h, w in shape.sizes:
+        for name, image in real:
+            cases.append(ParityCase(name, _nchw(_fit(image, (h, w)))))
+        cases.append(ParityCase("test-image", _nchw(natural_test_image(h, w, seed))))
+        cases.append(ParityCase(f"random-{h}x{w}", rng.random((1, 3, h, w), dtype=np.float32)))
+    return cases
+
+
+def quantize_to_uint8_levels(lr: np.ndarray) -> np.ndarray:
+    """Round an input to the 256 levels an 8-bit image can carry (for image-input artifacts)."""
+    return (np.rint(np.clip(lr, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+# --- comparison -----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def reference_output(reference: nn.Module, lr: np.ndarray) -> np.ndarray:
+    """The float32 PyTorch output for one input."""
+    return reference(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))).float().numpy()
+
+
+def compare(output: np.ndarray, reference: np.ndarray) -> tuple[float, float | None]:
+    """(max abs error, PSNR in dB on [0, 1] data); PSNR is ``None`` for identical arrays."""
+    diff = output.astype(np.float64) - reference.astype(np.float64)
+    mse = float(np.mean(diff * diff))
+    return float(np.max(np.abs(diff))), (None if mse == 0.0 else 10.0 * math.log10(1.0 / mse))
+
+
+def within(limits: dict[str, float], max_abs: float, psnr_db: float | None) -> bool:
+    if not math.isfinite(max_abs) or max_abs > limits["max_abs"]:
+        return False
+    if "min_psnr_db" in limits and psnr_db is not None and psnr_db < limits["min_psnr_db"]:
+        return False
+    return True
+
+
+def pick_runner(target: str) -> tuple[Runner | None, str | None]:
+    """The best runner able to run ``target`` here, or ``(None, why none can)``."""
+    runners = runners_for_target(target)
+    if not runners:
+        return None, f"no runner is registered for target {target!r}"
+    reasons = []
+    for runner in runners:
+        reason = runner.unavailable_reason()
+        if reason is None:
+            return runner, None
+        reasons.append(reason)
+    return None, "; ".join(reasons)
+
+
+def check_parity(
+    artifact: str | Path,
+    target: str,
+    reference: nn.Module,
+    precision: str,
+    cases: Sequence[ParityCase],
+    *,
+    image_io: bool = False,
+    structural: Callable[[], list[StructuralCheck]] | None = None,
+    policy: ParityPolicy = DEFAULT_POLICY,
+    runner: Runner | None = None,
+) -> ParityReport:
+    """Run ``artifact`` on ``cases`` in its runtime and compare with ``reference``.
+
+    ``structural`` (the target's structure checks) runs first when given. Without a usable
+    runner the structural checks alone decide (status ``structural-only``); with neither, a
+    ``RunnerUnavailable`` error is raised, since nothing could be checked.
+    """
+    limits = policy.limits(precision, quantized_output=image_io)
+    checks = structural() if structural is not None else []
+    if runner is None:
+        runner, why_not = pick_runner(target)
+        if runner is None:
+            if not checks:
+                raise RunnerUnavailable(f"cannot check {Path(artifact).name}: {why_not}")
+            status = STRUCTURAL_ONLY if all(c.ok for c in checks) else FAILED
+            return ParityReport(status, None, limits, checks=checks, reason=why_not)
+    report = ParityReport(PASSED, runner.name, limits, checks=checks, runner_versions=runner.versions())
+    try:
+        run = runner.load(artifact)
+    except (RunnerUnavailable, ImportError):
+        raise
+    except Exception as exc:  # a corrupt artifact fails to load: that is a parity failure
+        report.status, report.reason = FAILED, f"{runner.name} cannot load {Path(artifact).name}: {_one_line(exc)}"
+        return report
+    for case in cases:
+        lr = quantize_to_uint8_levels(case.lr) if image_io else case.lr
+        expected = reference_output(reference, lr)
+        try:
+            out = run(lr)
+        except Exception as exc:
+            report.cases.append(CaseResult(case.name, list(case.size), None, None, False, _one_line(exc)))
+            continue
+        if out.shape != expected.shape:
+            error = f"output shape {tuple(out.shape)}, expected {tuple(expected.shape)}"
+            report.cases.append(CaseResult(case.name, list(case.size), None, None, False, error))
+            continue
+        max_abs, psnr = compare(out, expected)
+        report.cases.append(CaseResult(case.name, list(case.size), max_abs, psnr, within(limits, max_abs, psnr)))
+    if not all(c.passed for c in report.cases) or not all(c.ok for c in checks):
+        report.status = FAILED
+    return report
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -1,0 +1,299 @@
+"""Batches for ``carn-upscale``: files, folders and globs -> jobs -> outputs, with a summary.
+
+Planning happens before any pixel is decoded, so problems with names show up at once:
+
+* folders are scanned (not recursively) for image suffixes, globs are expanded (``**``
+  recurses) and filtered the same way; a file named explicitly is always attempted;
+* outputs are ``<stem>_x{scale}.<ext>``, beside each input, or in ``-o OUT_DIR``; ``-o FILE``
+  names the single output;
+* an output that would be an input file fails that job (even with ``--force``); outputs that
+  would land on the same path fail every job involved (nothing is renamed behind your back);
+  an existing output is skipped unless ``--force``.
+
+Each job then runs on its own: a failure is recorded and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .api import Upscaler, UpscaleReport, default_output
+from .imageio import FORMATS, INPUT_SUFFIXES, SUFFIX_FORMATS, ImageError, format_for
+
+Status = Literal["pending", "done", "skipped", "failed"]
+
+#: Exit codes of ``carn-upscale``.
+EXIT_OK = 0
+EXIT_FAILED = 1  # at least one image failed; the others were processed
+EXIT_USAGE = 2  # bad arguments or setup (weights, output target): nothing was processed
+
+
+class UsageError(ValueError):
+    """Arguments that make the whole batch impossible (exit code 2)."""
+
+
+@dataclass
+class Job:
+    """One input and what became of it."""
+
+    src: Path | str  # a string for inputs that named no file (a missing path, an empty glob)
+    dst: Path | None = None
+    fmt: str | None = None
+    status: Status = "pending"
+    reason: str = ""
+    report: UpscaleReport | None = None
+
+
+@dataclass
+class OutputTarget:
+    """``-o``: a folder, one file, or (``path=None``) beside each input."""
+
+    path: Path | None
+    is_file: bool = False
+
+    @classmethod
+    def parse(cls, text: str | None) -> OutputTarget:
+        """A path is a file if it has a suffix, is not an existing folder and has no trailing slash."""
+        if text is None:
+            return cls(None)
+        p = Path(text)
+        if text.endswith(("/", os.sep)) or p.is_dir() or not p.suffix:
+            return cls(p)
+        if p.suffix.lower() not in SUFFIX_FORMATS:
+            raise UsageError(
+                f"-o {text}: unsupported output suffix {p.suffix!r} (use .png, .jpg or .webp, "
+                "or end the path with / for a folder)"
+            )
+        return cls(p, is_file=True)
+
+
+@dataclass
+class Batch:
+    """The planned jobs of one command."""
+
+    jobs: list[Job] = field(default_factory=list)
+
+    def count(self, status: Status) -> int:
+        return sum(j.status == status for j in self.jobs)
+
+    @property
+    def pending(self) -> list[Job]:
+        return [j for j in self.jobs if j.status == "pending"]
+
+    def exit_code(self) -> int:
+        """1 if any job failed, else 0 (skips alone are not failures: re-running resumes)."""
+        return EXIT_FAILED if self.count("failed") else EXIT_OK
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _scan(paths: Sequence[Path]) -> list[Path]:
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES and not p.name.startswith("."))
+
+
+def collect_inputs(specs: Sequence[str]) -> tuple[list[Job], bool]:
+    """Expand INPUT arguments into jobs; returns them and whether every INPUT was a plain file.
+
+    Missing paths, globs without matches and folders without images become failed jobs.
+    The same file reached twice is kept once.
+    """
+    jobs: list[Job] = []
+    only_files = True
+    seen: set[str] = set()
+
+    def add(p: Path) -> None:
+        key = os.path.normcase(os.path.realpath(p))
+        if key not in seen:
+            seen.add(key)
+            jobs.append(Job(p))
+
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            only_files = False
+            try:
+                found = _scan(list(p.iterdir()))
+            except OSError as exc:
+                jobs.append(Job(spec, status="failed", reason=f"cannot list the folder: {exc.strerror or exc}"))
+                continue
+            if not found:
+                jobs.append(Job(spec, status="failed", reason="folder contains no image files"))
+            for f in found:
+                add(f)
+        elif p.exists() or os.path.islink(p):
+            add(p)  # any explicit file, image suffix or not: reading it says what is wrong
+        elif _is_glob(spec):
+            only_files = False
+            found = _scan([Path(m) for m in glob.glob(spec, recursive=True)])
+            if not found:
+                jobs.append(Job(spec, status="failed", reason="pattern matched no image files"))
+            for f in found:
+                add(f)
+        else:
+            jobs.append(Job(spec, status="failed", reason="no such file or folder"))
+    return jobs, only_files
+
+
+def plan(specs: Sequence[str], target: OutputTarget, scale: int, fmt: str | None, force: bool) -> Batch:
+    """Jobs with output paths, collisions and existing outputs resolved (see module doc)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"unsupported format {fmt!r}; use one of {', '.join(FORMATS)}")
+    jobs, only_files = collect_inputs(specs)
+    files = [j for j in jobs if j.status == "pending"]
+    if target.is_file:
+        if len(jobs) != 1:
+            raise UsageError(f"-o {target.path} names one output file but there are {len(jobs)} inputs; use -o DIR")
+        suffix_fmt = format_for(target.path)  # type: ignore[arg-type]
+        if fmt is not None and fmt != suffix_fmt:
+            raise UsageError(f"--format {fmt} contradicts the output file name {target.path}")
+    elif target.path is None and not only_files:
+        raise UsageError("folders and globs need -o OUT_DIR, so that outputs never land among the inputs")
+    for job in files:
+        src = Path(job.src)
+        if target.is_file:
+            job.fmt, job.dst = format_for(target.path), target.path  # type: ignore[arg-type]
+        else:
+            job.fmt = fmt or format_for(src)
+            job.dst = default_output(src, scale, job.fmt, target.path)
+    _check_outputs(files, force)
+    return Batch(jobs)
+
+
+def _key(p: Path) -> str:
+    return os.path.normcase(os.path.abspath(p))
+
+
+def _check_outputs(files: list[Job], force: bool) -> None:
+    inputs = {_key(Path(j.src)): j for j in files}
+    inputs.update({os.path.normcase(os.path.realpath(j.src)): j for j in files})
+    by_dst: dict[str, list[Job]] = defaultdict(list)
+    for j in files:
+        by_dst[_key(j.dst)].append(j)  # type: ignore[arg-type]
+    for group in by_dst.values():
+        if len(group) > 1:
+            names = ", ".join(str(j.src) for j in group)
+            for j in group:
+                j.status, j.reason = "failed", f"output name collision: {names} would all write {j.dst}"
+    for j in files:
+        if j.status != "pending":
+            continue
+        dst = j.dst
+        assert dst is not None
+        clash = inputs.get(_key(dst)) or inputs.get(os.path.normcase(os.path.realpath(dst)))
+        if clash is not None:
+            j.status, j.reason = "failed", f"output {dst} would overwrite the input {clash.src}"
+        elif dst.is_dir():
+            j.status, j.reason = "failed", f"output {dst} is a folder"
+        elif (dst.exists() or dst.is_symlink()) and not force:
+            j.status, j.reason = "skipped", f"{dst} exists (pass --force to overwrite)"
+
+
+def check_output_dir(target: OutputTarget) -> None:
+    """Fail early (usage error) if the output folder cannot be created or written."""
+    folder = target.path.parent if target.is_file else target.path
+    if folder is None:
+        return
+    probe = Path(os.path.abspath(folder))
+    while not probe.exists():
+        if probe.is_symlink():
+            raise UsageError(f"output folder {folder}: {probe} is a dangling link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"output folder {folder} cannot be created: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {folder} is not writable ({probe}: permission denied)")
+
+
+def _inode(p: Path) -> tuple[int, int] | None:
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ImageError):
+        return exc.reason
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    if isinstance(exc, (ValueError, OSError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run(batch: Batch, upscaler: Upscaler, *, quality: int, force: bool, console: Console, progress: bool) -> Batch:
+    """Process every pending job; failures are recorded and the others go on."""
+    pending = batch.pending
+    show = progress and len(pending) > 1
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not show, transient=False) as bar:
+        images = bar.add_task("images", total=len(pending))
+        written: set[tuple[int, int]] = set()  # (device, inode) of outputs of this run
+        for job in pending:
+            tiles_task = None
+
+            def on_tile(done: int, total: int) -> None:
+                nonlocal tiles_task
+                if total > 1 and show:
+                    if tiles_task is None:
+                        tiles_task = bar.add_task("  tiles", total=total)
+                    bar.update(tiles_task, completed=done)
+
+            assert job.dst is not None and job.fmt is not None
+            try:
+                if _inode(job.dst) in written:  # e.g. names differing only in case on a case-insensitive disk
+                    raise ImageError(f"output {job.dst} is a file this batch already wrote")
+                job.report = upscaler.upscale_file(
+                    job.src, job.dst, format=job.fmt, quality=quality, force=force, progress=on_tile
+                )
+                written.add(_inode(job.dst))
+                job.status = "done"
+                for note in job.report.notes:
+                    console.print(f"[dim]{escape(str(job.src))}:[/] {escape(note)}", markup=True, highlight=False)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one bad image must not stop the batch
+                job.status, job.reason = "failed", _reason(exc)
+                console.print(
+                    f"[red]failed[/] {escape(str(job.src))}: {escape(job.reason)}", markup=True, highlight=False
+                )
+            finally:
+                if tiles_task is not None:
+                    bar.remove_task(tiles_task)
+            bar.advance(images)
+    return batch
+
+
+def print_summary(batch: Batch, console: Console) -> None:
+    """Counts, then the skipped and failed inputs with their reasons."""
+    done, skipped, failed = batch.count("done"), batch.count("skipped"), batch.count("failed")
+    colour = "red" if failed else ("yellow" if skipped else "green")
+    console.print(f"[bold {colour}]done {done}, skipped {skipped}, failed {failed}[/]", markup=True, highlight=False)
+    for job in batch.jobs:
+        if job.status == "done" and job.report is not None:
+            w, h = job.report.output_size
+            console.print(f"  done     {job.src} -> {job.dst} ({w}x{h})", highlight=False, markup=False)
+    for status in ("skipped", "failed"):
+        for job in batch.jobs:
+            if job.status == status:
+                console.print(f"  {status:<8} {job.src}: {job.reason}", highlight=False, markup=False)
