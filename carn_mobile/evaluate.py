@@ -40,7 +40,8 @@ class EvalResult:
 @torch.no_grad()
 def super_resolve(model: nn.Module, lr: np.ndarray, scale: int) -> np.ndarray:
     """Upscale one uint8 RGB image (H, W, 3) with ``model``; returns uint8 RGB (sH, sW, 3)."""
-    x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div_(255.0)
+    device = next(model.parameters()).device  # evaluation also runs on a training GPU
+    x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div_(255.0).to(device)
     y = model(x, scale)[0].clamp_(0.0, 1.0).permute(1, 2, 0).cpu().numpy()
     return to_uint8(y)
 

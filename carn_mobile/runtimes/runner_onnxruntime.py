@@ -23,6 +23,12 @@ class OnnxRuntimeRunner(Runner):
         ort = require("onnxruntime", self.extra, "running ONNX artifacts")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only; ORT warns about unused initializers
+        # One thread setting for every CPU engine in the process: torch's (set_num_threads),
+        # which the lite interpreter uses too, so benchmarks compare like with like.
+        import torch
+
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         def run(lr: np.ndarray) -> np.ndarray:

@@ -1,0 +1,77 @@
+"""PNG plots of a benchmark report (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError('plots need matplotlib (a core dependency of carn-mobile): pip install matplotlib') from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_quality_vs_cost(points: Sequence[dict], path: Path, title: str) -> None:
+    """PSNR against Mult-Adds, bubble area proportional to params (the paper's Fig. 4 layout),
+    one panel per dataset.
+
+    Each point: ``label``, ``dataset``, ``mult_adds`` (G), ``psnr``, ``params``, ``measured``
+    (bool; paper values are drawn hollow and unlabelled so they are never mistaken for ours).
+    """
+    plt = _pyplot()
+    datasets = list(dict.fromkeys(p["dataset"] for p in points)) or ["-"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.5), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for p in (q for q in points if q["dataset"] == dataset):
+            size = max(30.0, p["params"] / 1500.0)
+            face = "tab:blue" if p["measured"] else "none"
+            edge = "tab:blue" if p["measured"] else "tab:gray"
+            ax.scatter(p["mult_adds"], p["psnr"], s=size, facecolors=face, edgecolors=edge, alpha=0.75)
+            if p["measured"]:
+                ax.annotate(p["label"], (p["mult_adds"], p["psnr"]), textcoords="offset points", xytext=(8, -3),
+                            fontsize=8)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("Mult-Adds at 1280x720 output (G, log scale)")
+        ax.set_ylabel("PSNR (dB), Y channel")
+        ax.set_title(f"{dataset}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.text(0.01, 0.01, "filled: measured here; hollow grey: paper; area ~ params", transform=ax.transAxes,
+                fontsize=7)  # fmt: skip
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_latency(rows: Sequence[dict], path: Path, title: str) -> None:
+    """Grouped bars: median latency (with p90 whiskers) per (model, scale) and backend."""
+    plt = _pyplot()
+    ok = [r for r in rows if r.get("status") == "ok"]
+    groups = list(dict.fromkeys(f"{r['model']} x{r['scale']}" for r in ok))
+    backends = list(dict.fromkeys(r["backend"] for r in ok))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4.5))
+    width = 0.8 / max(1, len(backends))
+    for i, backend in enumerate(backends):
+        xs, meds, errs = [], [], []
+        for g, group in enumerate(groups):
+            hit = [r for r in ok if f"{r['model']} x{r['scale']}" == group and r["backend"] == backend]
+            if hit:
+                lat = hit[0]["latency_ms"]
+                xs.append(g + (i - (len(backends) - 1) / 2) * width)
+                meds.append(lat["median"])
+                errs.append(max(0.0, lat["p90"] - lat["median"]))
+        ax.bar(xs, meds, width, yerr=[[0] * len(errs), errs], label=backend, capsize=2)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel("latency, median (ms); whisker to p90")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,197 @@
+"""The benchmark sweep: per (model, scale) params and Mult-Adds, then per backend latency,
+peak memory, artifact size and achieved MAC/s against the machine's convolution ceiling.
+
+Artifacts for the non-PyTorch backends are made by ``carn_mobile.export`` (so they pass the
+same parity gate as any export) in a temporary folder, at exactly the benchmarked LR size.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..complexity import mult_adds, params_for_scale
+from ..models import CARN, build_model
+from ..weights import WeightsError, get_weights, load_model, save_weights
+from .ceiling import Ceiling, measure_ceiling
+from .machine import describe_machine
+from .memory import peak_memory_mb
+from .timing import measure
+
+#: backend name -> export target whose artifact it runs (``None``: the PyTorch model itself).
+BACKEND_TARGETS: dict[str, str | None] = {
+    "torch": None,
+    "onnxruntime": "onnx",
+    "torchscript-lite": "torchscript-lite",
+    "executorch": "executorch",
+}
+
+
+@dataclass
+class BenchSettings:
+    """What to measure; the defaults are the paper's 720p setting on every backend."""
+
+    hr: tuple[int, int] = (1280, 720)
+    models: Sequence[str] = ("carn", "carn-m")
+    scales: Sequence[int] = (2, 3, 4)
+    backends: Sequence[str] = tuple(BACKEND_TARGETS)
+    threads: int = 2
+    runs: int = 10
+    warmup: int = 2
+    notes: list[str] = field(default_factory=list)
+
+
+def lr_size(hr: tuple[int, int], scale: int) -> tuple[int, int]:
+    """The integer LR input (width, height) actually run for an ``hr`` output at ``scale``."""
+    return max(1, round(hr[0] / scale)), max(1, round(hr[1] / scale))
+
+
+def _model_and_weights(name: str, workdir: Path) -> tuple[CARN, str, str]:
+    """(multi-scale model, weights argument for export, description). Without shipped weights
+    the model is randomly initialised: latency does not depend on the weight values."""
+    try:
+        get_weights(name)
+        return load_model(name), name, f"shipped weights {name!r}"
+    except WeightsError:
+        net = build_model(name).eval()
+        path = save_weights(net, workdir / f"{name}_random_init.safetensors", arch=name)
+        return net, str(path), "random init (no shipped weights; latency does not depend on values)"
+
+
+def _export(target: str, weights: str, scale: int, lr_wh: tuple[int, int], workdir: Path):
+    from ..export import export_model
+    from ..runtimes import parse_shape
+
+    shape = parse_shape(f"{lr_wh[1]}x{lr_wh[0]}")  # fixed HxW: what an app at this size ships
+    (result,) = export_model(
+        weights=weights, targets=[target], scales=[scale], shape=shape, out_dir=workdir / target, force=True
+    )
+    return result
+
+
+def _skip_reason(backend: str) -> str | None:
+    target = BACKEND_TARGETS[backend]
+    if target is None:
+        return None
+    from ..export import get_target
+    from ..runtimes import runners_for_target
+
+    for runner in runners_for_target(target):
+        why = runner.unavailable_reason()
+        if why is None:
+            try:
+                module = {"onnx": "onnxruntime", "executorch": "executorch.runtime"}.get(target)
+                if module:
+                    __import__(module)
+                get_target(target)
+            except ImportError as exc:
+                return f"{runner.name} not installed ({exc.name}): pip install \"carn-mobile[{runner.extra}]\""
+            return None
+        return why
+    return f"no runner for {target}"
+
+
+def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] | None = None) -> dict:
+    """Measure everything ``settings`` asks for; returns the report dict (see docs/benchmark.md).
+
+    ``progress(message, rows_done)`` is called as the sweep goes.
+    """
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(message, len(report["rows"]))
+
+    torch.set_num_threads(settings.threads)
+    report = {
+        "machine": describe_machine(settings.threads),
+        "settings": {
+            "hr": f"{settings.hr[0]}x{settings.hr[1]}",
+            "runs": settings.runs,
+            "warmup": settings.warmup,
+            "threads": settings.threads,
+            "backends": list(settings.backends),
+        },
+        "ceilings": {},
+        "rows": [],
+        "notes": list(settings.notes),
+    }
+    ceilings: dict[int, Ceiling] = {}
+    skip = {b: _skip_reason(b) for b in settings.backends}
+    with tempfile.TemporaryDirectory(prefix="carn-bench-") as tmp:
+        workdir = Path(tmp)
+        for name in settings.models:
+            net, weights_arg, weights_note = _model_and_weights(name, workdir)
+            report["notes"].append(f"{name}: {weights_note}")
+            for scale in settings.scales:
+                if scale not in net.scales:
+                    raise ValueError(f"{name} has no x{scale} branch (it has {list(net.scales)})")
+                lw, lh = lr_size(settings.hr, scale)
+                if scale not in ceilings:
+                    say(f"ceiling: conv3x3 64->64 at {lw}x{lh}")
+                    ceilings[scale] = measure_ceiling(lw, lh, settings.threads, settings.runs, settings.warmup)
+                    report["ceilings"][str(scale)] = ceilings[scale].to_json()
+                base = {
+                    "model": name,
+                    "scale": scale,
+                    "params": params_for_scale(net, scale),
+                    "mult_adds": mult_adds(net, scale, settings.hr),
+                    "lr_size": f"{lw}x{lh}",
+                }
+                macs_run = mult_adds(net, scale, (lw * scale, lh * scale))
+                torch_median = None
+                for backend in settings.backends:
+                    row = dict(base, backend=backend, threads=settings.threads)
+                    if skip[backend]:
+                        report["rows"].append(dict(row, status="skipped", reason=skip[backend]))
+                        say(f"{name} x{scale} {backend}: skipped ({skip[backend]})")
+                        continue
+                    say(f"{name} x{scale} {backend}: preparing")
+                    fn, size, precision = _prepare(backend, net, weights_arg, scale, (lw, lh), workdir)
+                    say(f"{name} x{scale} {backend}: timing {settings.runs} runs")
+                    lat = measure(fn, settings.runs, settings.warmup)
+                    peak, method = peak_memory_mb(fn)
+                    rate = macs_run / (lat.median / 1e3)
+                    if backend == "torch":
+                        torch_median = lat.median
+                    row.update(
+                        status="ok",
+                        precision=precision,
+                        size_bytes=size,
+                        latency_ms=lat.to_json(),
+                        spread=round(lat.spread, 3),
+                        peak_mem_mb=round(peak, 1),
+                        peak_mem_method=method,
+                        gmacs_per_s=round(rate / 1e9, 2),
+                        ceiling_fraction=round(rate / ceilings[scale].macs_per_s, 3),
+                        speedup_vs_torch=round(torch_median / lat.median, 2) if torch_median else None,
+                    )
+                    report["rows"].append(row)
+    return report
+
+
+def _prepare(backend: str, net: CARN, weights: str, scale: int, lr_wh: tuple[int, int], workdir: Path):
+    """(one-inference callable, artifact size in bytes, precision) for ``backend``."""
+    x = np.random.default_rng(0).random((1, 3, lr_wh[1], lr_wh[0]), dtype=np.float32)
+    target = BACKEND_TARGETS[backend]
+    if target is None:
+        from ..export import per_scale_module
+
+        module = per_scale_module(net, scale)
+        xt = torch.from_numpy(x)
+        size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+        def run_torch() -> None:
+            with torch.inference_mode():
+                module(xt)
+
+        return run_torch, size, "fp32"
+    from ..runtimes import get_runner
+
+    result = _export(target, weights, scale, lr_wh, workdir)
+    run = get_runner(result.report.runner or backend).load(result.artifact)
+    return (lambda: run(x)), result.size_bytes, result.manifest["precision"]

@@ -1,0 +1,141 @@
+"""``carn-bench``: Mult-Adds, latency, memory and size per model, scale and backend."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..bench.report import console_table, markdown
+from ..bench.suite import BACKEND_TARGETS, BenchSettings, run_benchmark
+from ..complexity import parse_hr
+from ..fileio import atomic_output, check_writable
+from ..models import list_models
+from .common import err_console, exit_with, parse_scales
+
+
+def _names(text: str, known: Sequence[str], what: str) -> list[str]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in known]
+    if not names or bad:
+        raise ValueError(f"unknown {what} {(bad or [text])[0]!r}; choose from {', '.join(known)}")
+    return names
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="carn-bench",
+        description="Params, Mult-Adds (the paper's way), latency, peak memory and size per backend.",
+    )
+    p.add_argument("--hr", default="1280x720", help="output size WIDTHxHEIGHT (default 1280x720)")
+    p.add_argument("--models", default="carn,carn-m", help="comma-separated models (default carn,carn-m)")
+    p.add_argument("--scales", default="2,3,4", help="comma-separated scales (default 2,3,4)")
+    p.add_argument("--backends", default=",".join(BACKEND_TARGETS), help="comma-separated backends (default: all)")
+    p.add_argument("--threads", type=_positive, default=2, help="CPU threads for every engine (default 2)")
+    p.add_argument("--runs", type=_positive, default=10, help="timed runs per measurement (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs (default 2)")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    p.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
+    p.add_argument(
+        "--plot", metavar="FILE.png", help="latency plot; the PSNR vs Mult-Adds plot goes to FILE_quality.png"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite existing report files")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def quality_plot_path(plot: Path) -> Path:
+    return plot.with_name(plot.stem + "_quality" + plot.suffix)
+
+
+def quality_points() -> list[dict]:
+    """Measured PSNR of the shipped weights, and the paper's numbers for them (drawn hollow)."""
+    from ..complexity import mult_adds
+    from ..models import build_model
+    from ..weights import get_weights, list_weights
+
+    points = []
+    for name in list_weights():
+        entry = get_weights(name)
+        net = build_model(entry.arch)
+        for source, table, measured in (("", entry.meta.get("metrics", {}), True),
+                                        (" (paper)", entry.meta.get("paper_psnr", {}), False)):  # fmt: skip
+            for dataset, per_scale in table.items():
+                for scale, value in per_scale.items():
+                    psnr = value[0] if isinstance(value, tuple | list) else value
+                    points.append({
+                        "label": f"{name} x{scale}{source}",
+                        "dataset": dataset,
+                        "mult_adds": mult_adds(net, int(scale)) / 1e9,
+                        "psnr": psnr,
+                        "params": entry.meta["params_per_scale"][int(scale)],
+                        "measured": measured,
+                    })  # fmt: skip
+    return points
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    hr = parse_hr(args.hr)
+    models = _names(args.models, list_models(), "model")
+    backends = _names(args.backends, list(BACKEND_TARGETS), "backend")
+    scales = parse_scales(args.scales)
+    if args.warmup < 0:
+        raise ValueError("--warmup must be >= 0")
+    outputs = [Path(p) for p in (args.json, args.markdown) if p]
+    if args.plot:
+        if not args.plot.lower().endswith(".png"):
+            raise ValueError(f"--plot must name a .png file, got {args.plot}")
+        outputs += [Path(args.plot), quality_plot_path(Path(args.plot))]
+    for path in outputs:  # fail before minutes of measuring
+        check_writable(path, args.force)
+
+    settings = BenchSettings(hr, models, scales, backends, args.threads, args.runs, args.warmup)
+    total = len(models) * len(scales) * len(backends)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, disable=args.no_progress, transient=True) as bar:
+        task = bar.add_task("carn-bench", total=total)
+
+        def progress(message: str, done: int) -> None:
+            bar.update(task, completed=done, description=message)
+
+        report = run_benchmark(settings, progress)
+
+    # A report piped to a file keeps every column (rich would squeeze it to 80 characters).
+    out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    m = report["machine"]
+    out.print(f"machine: {m['cpu']} ({m['arch']}), {m['usable_cores']} cores, {m['os']}, torch {m['torch']}")
+    for scale, c in sorted(report["ceilings"].items()):
+        out.print(f"ceiling x{scale}: {c['layer']}: {c['gmacs_per_s']} GMAC/s ({c['engine']})")
+    out.print(console_table(report["rows"]))
+    if args.json:
+        with atomic_output(args.json, force=args.force) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        with atomic_output(args.markdown, force=args.force) as tmp:
+            tmp.write_text(markdown(report))
+    if args.plot:
+        from ..bench.plots import plot_latency, plot_quality_vs_cost
+
+        title = f"{m['cpu']}, {report['settings']['threads']} threads, {report['settings']['hr']} output"
+        with atomic_output(args.plot, force=args.force) as tmp:
+            plot_latency(report["rows"], tmp, f"latency per backend ({title})")
+        with atomic_output(quality_plot_path(Path(args.plot)), force=args.force) as tmp:
+            plot_quality_vs_cost(quality_points(), tmp, "PSNR vs Mult-Adds at 1280x720 (area ~ params)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    exit_with(_main, argv)

@@ -1,0 +1,49 @@
+"""Initial weights for fine-tuning (``--init``): shipped weights by name, or a checkpoint file.
+
+Scales are matched between the file and the model being trained: a single-scale model
+takes the body and its own branch from a multi-scale file (e.g. CARN-M x4 from the
+shipped x2/x3/x4 weights), and branches the model does not have are dropped. Everything
+else must fit exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..models import CARN
+from ..weights import get_weights, infer_scales, list_weights, load_state_into, read_state_dict
+
+
+def load_init_weights(model: CARN, init: str) -> str:
+    """Load ``init`` into ``model`` (strict after scale matching); returns a description of the source."""
+    if init.lower() in list_weights():
+        entry = get_weights(init)
+        path = entry.path
+        source = f"shipped weights {entry.name!r}"
+    else:
+        path = Path(init)
+        source = str(path)
+    state = read_state_dict(path)
+    have = infer_scales(state)
+    want = tuple(model.scales)
+    missing = [s for s in want if s not in have]
+    if missing:
+        raise ValueError(
+            f"--init {init}: the weights have scales {list(have)} but the model trains {list(want)}; "
+            f"x{missing[0]} has no upsampler to start from (choose --scale among {list(have)})"
+        )
+    if any(_branch(k) not in (None, "up") for k in state):  # a multi-scale file: up2, up3, ...
+        keep = {f"up{s}" for s in want}
+        state = {k: v for k, v in state.items() if _branch(k) is None or _branch(k) in keep}
+        if not model.config.multi_scale:
+            # The single-scale model names its only branch "up".
+            state = {k.replace(f"upsample.up{want[0]}.", "upsample.up.", 1): v for k, v in state.items()}
+    load_state_into(model, state, source)
+    return source
+
+
+def _branch(key: str) -> str | None:
+    """``up3`` for ``upsample.up3.body.0.weight``, ``up`` for a single-scale branch, else None."""
+    m = re.match(r"upsample\.(up\d*)\.", key)
+    return m.group(1) if m else None
