@@ -113,7 +113,7 @@ class History:
             matplotlib.use("Agg")  # files only: never needs a display
             import matplotlib.pyplot as plt
         except ImportError:
-            warnings.warn("matplotlib is not installed: no curves.png (pip install 'carn-mobile[plot]')", stacklevel=2)
+            warnings.warn("matplotlib is not installed: no curves.png (pip install matplotlib)", stacklevel=2)
             return False
         train = [r for r in self.rows if r["loss"] is not None]
         val = [r for r in self.rows if r["val_psnr"] is not None]
