@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -154,9 +155,9 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
                     load, size, precision = _prepare(backend, net, weights_arg, scale, (lw, lh), workdir)
                     # Memory from loading the artifact through its first inference: engines that
                     # keep an arena (onnxruntime, ExecuTorch) allocate it at load or first run.
-                    holder: list = []
-                    peak, method = peak_memory_mb(lambda: holder.append(_first_run(load)))
-                    fn = holder[0]
+                    loaded: list[Callable[[], object]] = []
+                    peak, method = peak_memory_mb(partial(_first_run, load, loaded))
+                    fn = loaded[0]
                     say(f"{name} x{scale} {backend}: timing {settings.runs} runs")
                     lat = measure(fn, settings.runs, settings.warmup)
                     rate = macs_run / (lat.median / 1e3)
@@ -178,10 +179,10 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
     return report
 
 
-def _first_run(load: Callable[[], Callable[[], object]]) -> Callable[[], object]:
+def _first_run(load: Callable[[], Callable[[], object]], loaded: list) -> None:
     fn = load()
     fn()
-    return fn
+    loaded.append(fn)
 
 
 def _prepare(backend: str, net: CARN, weights: str, scale: int, lr_wh: tuple[int, int], workdir: Path):
