@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import TypeVar
 
+from ..plugins import import_modules_with_prefix
 from .base import Target
 
 _TARGETS: dict[str, Target] = {}
@@ -28,10 +27,7 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    package = __name__.rpartition(".")[0]
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if info.name.startswith("target_"):
-            importlib.import_module(f"{package}.{info.name}")
+    import_modules_with_prefix(__name__.rpartition(".")[0], Path(__file__).parent, "target_")
     _discovered = True
 
 

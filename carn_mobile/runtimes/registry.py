@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+from ..plugins import import_modules_with_prefix
 from .base import Runner
 
 _RUNNERS: dict[str, Runner] = {}
@@ -31,10 +30,7 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    package = __name__.rpartition(".")[0]
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if info.name.startswith("runner_"):
-            importlib.import_module(f"{package}.{info.name}")
+    import_modules_with_prefix(__name__.rpartition(".")[0], Path(__file__).parent, "runner_")
     _discovered = True
 
 
