@@ -42,3 +42,15 @@ def authors_carn_m() -> Path:
 @pytest.fixture
 def t91_dir() -> Path:
     return require_shared("data", "train", "T91")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test, restored after: small inputs gain nothing from two, and
+    two threads crawl when the two cores are shared with other work."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

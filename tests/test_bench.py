@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from carn_mobile.bench import suite
 from carn_mobile.bench.memory import peak_memory_mb
@@ -20,11 +19,7 @@ def _run(argv) -> int:
     return exit_info.value.code
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_percentile_and_measure():

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageCms
 from test_upscale_files import make_broken_files
 
@@ -19,12 +18,7 @@ from carn_mobile.fileio import sha256_file
 RNG = np.random.default_rng(5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(argv: list[str]) -> int:

@@ -23,13 +23,7 @@ from carn_mobile.weights import load_model
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: small tiles gain nothing from two, and a shared CPU makes two crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(seed: int = 0):

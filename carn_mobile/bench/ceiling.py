@@ -53,7 +53,6 @@ def _torch_rate(width: int, height: int, threads: int, runs: int, warmup: int) -
 
 def _onnxruntime_rate(width: int, height: int, threads: int, runs: int, warmup: int) -> float | None:
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
@@ -76,7 +75,6 @@ def _onnxruntime_rate(width: int, height: int, threads: int, runs: int, warmup: 
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     x = rng.random((1, CHANNELS, height, width), dtype=np.float32)
     lat = measure(lambda: sess.run(None, {"x": x}), runs, warmup)
-    del onnx
     return conv_macs(width, height) / (lat.median / 1e3)
 
 

@@ -76,25 +76,19 @@ def _export(target: str, weights: str, scale: int, lr_wh: tuple[int, int], workd
 
 
 def _skip_reason(backend: str) -> str | None:
+    """Why ``backend`` cannot run here (its converter or runtime is missing), or ``None``."""
     target = BACKEND_TARGETS[backend]
     if target is None:
         return None
     from ..export import get_target
-    from ..runtimes import runners_for_target
+    from ..parity import pick_runner
+    from ..runtimes import MissingDependencyError
 
-    for runner in runners_for_target(target):
-        why = runner.unavailable_reason()
-        if why is None:
-            try:
-                module = {"onnx": "onnxruntime", "executorch": "executorch.runtime"}.get(target)
-                if module:
-                    __import__(module)
-                get_target(target)
-            except ImportError as exc:
-                return f"{runner.name} not installed ({exc.name}): pip install \"carn-mobile[{runner.extra}]\""
-            return None
-        return why
-    return f"no runner for {target}"
+    try:
+        get_target(target).check_available()  # names the pip extra when a package is missing
+    except MissingDependencyError as exc:
+        return str(exc)
+    return pick_runner(target)[1]
 
 
 def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] | None = None) -> dict:

@@ -12,12 +12,11 @@ import warnings
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.markup import escape
 
 from ..models import list_models
 from ..upscale.api import ApproximateTilingWarning, Upscaler
 from ..upscale.backends import available_backends
-from ..upscale.batch import OutputTarget, UsageError, check_output_dir, plan, print_summary, run
+from ..upscale.batch import OutputTarget, check_output_dir, plan, print_summary, run
 from ..upscale.imageio import DEFAULT_MAX_PIXELS, FORMATS
 from ..upscale.memory import DEFAULT_MAX_MEMORY, format_size, parse_count, parse_size
 from .common import err_console, exit_with
@@ -127,14 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     out = Console(highlight=False, soft_wrap=True)
-    try:
-        target = OutputTarget.parse(args.output)
-        batch = plan(args.inputs, target, args.scale, args.format, args.force)
-        if batch.pending:
-            check_output_dir(target)
-    except UsageError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
-        return 2
+    # A UsageError is a ValueError: common.run reports it and exits 2, before anything runs.
+    target = OutputTarget.parse(args.output)
+    batch = plan(args.inputs, target, args.scale, args.format, args.force)
+    if batch.pending:
+        check_output_dir(target)
     if not batch.pending:  # nothing to run: don't load the model
         print_summary(batch, out)
         return batch.exit_code()

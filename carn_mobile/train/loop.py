@@ -344,7 +344,7 @@ class _Trainer:
 
     def _validate(self) -> dict[str, float]:
         assert self.validator is not None
-        return self.validator.run(self.model, self.ctx.device)
+        return self.validator.run(self.model)
 
     def _save_checkpoint(self, done: int) -> None:
         state = {

@@ -62,18 +62,6 @@ class _MemorySet:
         return iter(self._pairs[scale])
 
 
-class _OnDevice(nn.Module):
-    """Runs a model on ``device`` for CPU tensors in and out, so evaluate_dataset works on GPUs."""
-
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        super().__init__()
-        self.model = model
-        self.device = device
-
-    def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
-        return self.model(x.to(self.device), scale).float().cpu()
-
-
 def metric_key(set_name: str, scale: int) -> str:
     """Column name of one validation PSNR, e.g. ``Set5_x4``."""
     return f"{set_name}_x{scale}"
@@ -102,14 +90,16 @@ class Validator:
         return [metric_key(ds.name, s) for ds in self.sets for s in self.scales]
 
     @torch.no_grad()
-    def run(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        """PSNR per ``Set_xS`` key; the model is put in eval mode and back in train mode after."""
+    def run(self, model: nn.Module) -> dict[str, float]:
+        """PSNR per ``Set_xS`` key; the model is put in eval mode and back in train mode after.
+
+        ``evaluate.super_resolve`` feeds the model on its own device, so GPU models work as is.
+        """
         was_training = model.training
         model.eval()
         try:
-            wrapped = _OnDevice(model, device)
             return {
-                metric_key(ds.name, s): evaluate_dataset(wrapped, ds, s, "val").psnr
+                metric_key(ds.name, s): evaluate_dataset(model, ds, s, "val").psnr
                 for ds in self.sets
                 for s in self.scales
             }
