@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
-    from . import upscale as upscale
 
+def upscale(image: Any, scale: int = 4, model: Any = "carn-m", **options: Any) -> Any:
+    """Super-resolve ``image`` (a Pillow image, NumPy array or path) by ``scale``; same kind back.
 
-def __getattr__(name: str) -> Any:
-    # ``carn_mobile.upscale(...)`` without importing torch on ``import carn_mobile``: the
-    # subpackage loads on first access and is itself callable (see carn_mobile/upscale).
-    if name == "upscale":
-        import importlib
+    A thin front for :func:`carn_mobile.upscaling.upscale` (see it for every option). It
+    imports the upscaler, and with it torch, on first call, so ``import carn_mobile`` stays light.
+    """
+    from .upscaling.api import upscale as _upscale
 
-        return importlib.import_module(".upscale", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _upscale(image, scale, model, **options)

@@ -17,6 +17,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .models import CARN, count_params
+from .sizes import WxH
+
+#: The paper's output size for Mult-Adds (Sec. 4.3): 720p.
+PAPER_HR = WxH(1280, 720)
 
 #: LR side used for counting: any size works, 12 keeps it fast and divisible.
 _PROBE = 12
@@ -33,17 +37,6 @@ class LayerCost:
     mult_adds: float
 
 
-def parse_hr(text: str) -> tuple[int, int]:
-    """Parse ``"1280x720"`` into ``(width, height)``; raises ``ValueError`` on bad input."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"HR size must look like 1280x720 (WIDTHxHEIGHT), got {text!r}") from None
-    if w < 1 or h < 1:
-        raise ValueError(f"HR size must be positive, got {text!r}")
-    return w, h
-
-
 def _flops_by_module(model: CARN, scale: int) -> dict[str, int]:
     # FlopCounterMode reports 2 FLOPs per multiply-accumulate for convolutions.
     counter = FlopCounterMode(display=False, depth=None)
@@ -53,15 +46,15 @@ def _flops_by_module(model: CARN, scale: int) -> dict[str, int]:
     return {name: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()}
 
 
-def _lr_area(scale: int, hr: tuple[int, int]) -> float:
-    return (hr[0] / scale) * (hr[1] / scale)
+def _lr_area(scale: int, hr: WxH) -> float:
+    return (hr.width / scale) * (hr.height / scale)
 
 
-def layer_costs(model: CARN, scale: int, hr: tuple[int, int] = (1280, 720)) -> list[LayerCost]:
+def layer_costs(model: CARN, scale: int, hr: WxH = PAPER_HR) -> list[LayerCost]:
     """Params and Mult-Adds of each top-level layer used at ``scale`` (mean shifts excluded)."""
     per_module = _flops_by_module(model, scale)
     root = type(model).__name__
-    factor = _lr_area(scale, hr) / (_PROBE * _PROBE)
+    factor = _lr_area(scale, WxH(*hr)) / (_PROBE * _PROBE)
     rows = []
     for name, module in model.named_children():
         if name in _EXCLUDED:
@@ -76,8 +69,8 @@ def layer_costs(model: CARN, scale: int, hr: tuple[int, int] = (1280, 720)) -> l
     return rows
 
 
-def mult_adds(model: CARN, scale: int, hr: tuple[int, int] = (1280, 720)) -> float:
-    """Multiply-accumulates to produce one ``hr`` (width, height) image at ``scale``."""
+def mult_adds(model: CARN, scale: int, hr: WxH = PAPER_HR) -> float:
+    """Multiply-accumulates to produce one ``hr`` (width first) image at ``scale``."""
     return sum(r.mult_adds for r in layer_costs(model, scale, hr))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,25 @@ from PIL import Image
 from .imresize import bicubic_downscale, modcrop
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+
+
+def shared_data_root() -> Path | None:
+    """The project's shared data folder (Set5, Set14, training images), or ``None``.
+
+    ``$CARN_SHARED`` when set; else a ``shared/`` folder beside the working directory or one of
+    its parents (a checkout's ``../shared`` when a tool runs from the checkout), else beside the
+    source checkout this package was imported from. An installed copy finds it the same way.
+    """
+    env = os.environ.get("CARN_SHARED")
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    cwd = Path.cwd().resolve()
+    source_checkout = Path(__file__).resolve().parents[1]
+    for folder in (cwd, *cwd.parents, source_checkout.parent):
+        candidate = folder / "shared"
+        if (candidate / "data").is_dir():
+            return candidate
+    return None
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

@@ -79,11 +79,14 @@ def evaluate(
     """Evaluate on several benchmark folders and scales, with a progress bar per dataset."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .console import make_console
+
     sets = [BenchmarkSet(d) for d in data_dirs]
     scales = list(scales)
     results = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    # Progress goes to stderr: stdout carries the results table (and may be piped).
+    with Progress(*columns, console=make_console(stderr=True), disable=not progress, transient=False) as bar:
         for ds in sets:
             task = bar.add_task(f"{model_name} {ds.name}", total=len(ds) * len(scales))
 

@@ -5,11 +5,9 @@ available, centre-cropped to keep it quick), the built-in procedural test image 
 inputs of odd, non-square sizes, all inside the artifact's accepted shapes. Each output is
 compared with the reference on [0, 1] RGB: max abs error and PSNR = 10 log10(1 / MSE).
 
-Tolerance policy (:class:`ParityPolicy`):
-
-* float32 artifacts: max abs error <= 1e-4 on every input;
-* float16 artifacts (and 8-bit image outputs): PSNR >= 50 dB against the float32 reference
-  and max abs error <= 2e-2 on every input, so a few wild pixels cannot hide in a good mean.
+Tolerances come from the precision table (:mod:`carn_mobile.precision`): float32 artifacts
+max abs error <= 1e-4 on every input; float16 artifacts (and 8-bit image outputs) PSNR >= 50 dB
+against the float32 reference and max abs error <= 2e-2 on every input.
 
 When no runner can execute the artifact here (Core ML off macOS), the target's structural
 checks decide and the report says ``structural-only`` with the reason; no number is made up.
@@ -18,8 +16,7 @@ checks decide and the report says ``structural-only`` with the reason; no number
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runtimes import Runner, RunnerUnavailable, ShapeSpec, runners_for_target
+from .precision import EIGHT_BIT_OUTPUT, Tolerance, parity_tolerance
+from .runtimes import Runner, RunnerUnavailable, ShapeSpec
 from .testimage import natural_test_image
 
 #: Real images are centre-cropped to at most this many LR pixels per side.
@@ -45,17 +43,17 @@ PASSED, FAILED, STRUCTURAL_ONLY = "passed", "failed", "structural-only"
 
 @dataclass(frozen=True)
 class ParityPolicy:
-    """Tolerances; see the module docstring for the reasoning and measured values."""
+    """The tolerances that gate an artifact: the precision table's (:mod:`carn_mobile.precision`),
+    unless ``overrides`` names another :class:`~carn_mobile.precision.Tolerance` for a precision."""
 
-    fp32_max_abs: float = 1e-4
-    lossy_min_psnr: float = 50.0
-    lossy_max_abs: float = 2e-2
+    overrides: Mapping[str, Tolerance] = field(default_factory=dict)
 
     def limits(self, precision: str, quantized_output: bool = False) -> dict[str, float]:
         """The limits that apply: ``max_abs`` always, ``min_psnr_db`` for lossy artifacts."""
-        if precision == "fp32" and not quantized_output:
-            return {"max_abs": self.fp32_max_abs}
-        return {"max_abs": self.lossy_max_abs, "min_psnr_db": self.lossy_min_psnr}
+        tol = self.overrides.get(precision) or parity_tolerance(precision)
+        if quantized_output:
+            tol = tol.loosest(EIGHT_BIT_OUTPUT)
+        return tol.to_json()
 
 
 DEFAULT_POLICY = ParityPolicy()
@@ -67,6 +65,8 @@ class ParityCase:
 
     name: str
     lr: np.ndarray
+    #: Folder a real image came from (``None`` for the built-in and random inputs).
+    source: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -103,6 +103,8 @@ class ParityReport:
     checks: list[StructuralCheck] = field(default_factory=list)
     reason: str | None = None  # why structural-only, or why it failed before any case ran
     runner_versions: dict[str, str | None] = field(default_factory=dict)
+    #: Which inputs were used, in words: real images and their folder, or why there were none.
+    inputs: str = ""
 
     @property
     def passed(self) -> bool:
@@ -154,7 +156,8 @@ class ParityReport:
         return lines
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"status": self.status, "runner": self.runner, "tolerance": self.tolerance}
+        d: dict[str, Any] = {"status": self.status, "runner": self.runner, "tolerance": self.tolerance,
+                             "inputs": self.inputs}
         if self.reason:
             d["reason"] = self.reason
         if self.cases:
@@ -182,15 +185,13 @@ class ParityError(ValueError):
 
 
 def default_image_dir(scale: int) -> Path | None:
-    """Set5's LR folder for ``scale`` if the shared data is around (``$CARN_SHARED`` or the
-    ``shared`` folder beside the source checkout), else ``None``."""
-    roots = [Path(os.environ["CARN_SHARED"])] if os.environ.get("CARN_SHARED") else []
-    roots.append(Path(__file__).resolve().parents[2] / "shared")
-    for root in roots:
-        folder = root / "data" / "benchmark" / "Set5" / "LR_bicubic" / f"X{scale}"
-        if folder.is_dir():
-            return folder
-    return None
+    """Set5's LR folder for ``scale`` in the shared data (see :func:`carn_mobile.data.shared_data_root`),
+    else ``None``."""
+    from .data import shared_data_root
+
+    root = shared_data_root()
+    folder = root / "data" / "benchmark" / "Set5" / "LR_bicubic" / f"X{scale}" if root else None
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -240,6 +241,7 @@ def parity_inputs(
         # Set5's LR files are named like baby'x4'.png; the label drops that suffix.
         real = [(f"{label}/{p.stem.removesuffix(f'x{scale}')}", load_rgb(p).astype(np.float32) / 255.0)
                 for p in files]
+    where = str(folder) if folder is not None else None
     rng = np.random.default_rng(seed)
     cases: list[ParityCase] = []
     if shape.kind == "dynamic":
@@ -247,7 +249,7 @@ def parity_inputs(
         for name, image in real:
             size = (min(image.shape[0], REAL_CROP, hi), min(image.shape[1], REAL_CROP, hi))
             size = (max(size[0], lo), max(size[1], lo))
-            cases.append(ParityCase(name, _nchw(_fit(image, size))))
+            cases.append(ParityCase(name, _nchw(_fit(image, size)), where))
         (th, tw), = _dynamic_sizes(shape, [TEST_IMAGE_SIZE])
         cases.append(ParityCase("test-image", _nchw(natural_test_image(th, tw, seed))))
         for h, w in _dynamic_sizes(shape, RANDOM_SIZES):
@@ -255,10 +257,21 @@ def parity_inputs(
         return cases
     for h, w in shape.sizes:
         for name, image in real:
-            cases.append(ParityCase(name, _nchw(_fit(image, (h, w)))))
+            cases.append(ParityCase(name, _nchw(_fit(image, (h, w))), where))
         cases.append(ParityCase("test-image", _nchw(natural_test_image(h, w, seed))))
         cases.append(ParityCase(f"random-{h}x{w}", rng.random((1, 3, h, w), dtype=np.float32)))
     return cases
+
+
+def describe_inputs(cases: Sequence[ParityCase]) -> str:
+    """Which inputs a parity run used, for reports: the real images' folder, or that there were none."""
+    real = [c for c in cases if c.source]
+    other = len(cases) - len(real)
+    if real:
+        folders = sorted({c.source for c in real if c.source})
+        return f"{len(real)} real LR crops from {', '.join(folders)}; {other} built-in/random"
+    return (f"no real images (Set5 not found: set CARN_SHARED or pass --parity-images); "
+            f"{other} built-in/random")
 
 
 def quantize_to_uint8_levels(lr: np.ndarray) -> np.ndarray:
@@ -291,8 +304,16 @@ def within(limits: dict[str, float], max_abs: float, psnr_db: float | None) -> b
 
 
 def pick_runner(target: str) -> tuple[Runner | None, str | None]:
-    """The best runner able to run ``target`` here, or ``(None, why none can)``."""
-    runners = runners_for_target(target)
+    """The best runner able to run ``target`` here, or ``(None, why none can)``.
+
+    The target lists its runners best first (``Target.runners``); the first available one runs.
+    """
+    from .export.registry import runners_for_target  # the target decides; imported late (export imports us)
+
+    try:
+        runners = runners_for_target(target)
+    except ValueError:
+        runners = []
     if not runners:
         return None, f"no runner is registered for target {target!r}"
     reasons = []
@@ -324,14 +345,16 @@ def check_parity(
     """
     limits = policy.limits(precision, quantized_output=image_io)
     checks = structural() if structural is not None else []
+    inputs = describe_inputs(cases)
     if runner is None:
         runner, why_not = pick_runner(target)
         if runner is None:
             if not checks:
                 raise RunnerUnavailable(f"cannot check {Path(artifact).name}: {why_not}")
             status = STRUCTURAL_ONLY if all(c.ok for c in checks) else FAILED
-            return ParityReport(status, None, limits, checks=checks, reason=why_not)
-    report = ParityReport(PASSED, runner.name, limits, checks=checks, runner_versions=runner.versions())
+            return ParityReport(status, None, limits, checks=checks, reason=why_not, inputs="none run")
+    report = ParityReport(PASSED, runner.name, limits, checks=checks, runner_versions=runner.versions(),
+                          inputs=inputs)
     try:
         run = runner.load(artifact)
     except (RunnerUnavailable, ImportError):

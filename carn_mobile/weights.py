@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .fileio import atomic_output, sha256_file
-from .models import CARN, CARNConfig, build_model, config_dict
+from .models import CARN, CARNConfig, build_model, config_dict, list_models
 
 _PKG_DIR = Path(__file__).resolve().parent
 
@@ -215,35 +215,124 @@ def _config_from_metadata(info: dict[str, Any], source: str) -> CARNConfig:
         raise WeightsError(f"{source}: unusable model config in its header ({exc})") from exc
 
 
-def load_model(model: str | None = None, weights: str | os.PathLike | None = None) -> CARN:
-    """Build a model and load its weights, in eval mode.
+def is_shipped_name(text: object) -> bool:
+    """Whether ``text`` names shipped weights (rather than a checkpoint path)."""
+    return isinstance(text, str) and text.lower() in _REGISTRY
 
-    ``weights`` is a shipped weights name or a checkpoint path; without it, the shipped
-    weights named like ``model`` (default ``carn-m``). Files written by :func:`save_weights`
-    (e.g. by ``carn-train``) carry their architecture, so any variant loads as trained;
-    for other files the architecture is ``model`` and the scales come from the checkpoint,
-    so the authors' single-scale files (``upsample.up.*``) load too.
+
+@dataclass(frozen=True)
+class WeightsRef:
+    """What a weights argument (a shipped name or a checkpoint path) resolved to.
+
+    ``entry`` is the registry entry for shipped weights and ``None`` for a file; ``arch`` is
+    the architecture the weights are for (the entry's, the file's header, the caller's
+    ``model``, else ``carn-m``). Made by :func:`resolve_weights`, the one place that decides.
     """
-    if weights is None or (isinstance(weights, str) and weights.lower() in _REGISTRY):
+
+    path: Path
+    entry: Weights | None
+    sha256: str
+    arch: str
+    #: The carn-mobile header of a file written by :func:`save_weights` (None otherwise).
+    header: Mapping[str, Any] | None = None
+
+    @property
+    def name(self) -> str | None:
+        return self.entry.name if self.entry else None
+
+    @property
+    def spec(self) -> str:
+        """What to pass back as ``weights`` to get the same file: the name, or the path."""
+        return self.entry.name if self.entry else str(self.path)
+
+    @property
+    def license(self) -> str:
+        return self.entry.license if self.entry else "not recorded (user checkpoint)"
+
+    @property
+    def label(self) -> str:
+        return f"shipped weights {self.entry.name!r}" if self.entry else f"checkpoint {self.path}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The record manifests keep: enough to find and check these weights again."""
+        where = {"name": self.entry.name} if self.entry else {"path": str(self.path)}
+        return {"model": self.arch, **where, "sha256": self.sha256, "license": self.license}
+
+
+def resolve_weights(model: str | None = None, weights: str | os.PathLike | None = None) -> WeightsRef:
+    """Decide what ``weights`` means for ``model``: shipped weights or a checkpoint file.
+
+    ``weights=None`` means the shipped weights named like ``model`` (default ``carn-m``). A
+    shipped file must match its registry sha256. Raises :class:`WeightsError` for a model
+    without shipped weights, weights made for another architecture, or a missing file.
+    """
+    if weights is None or is_shipped_name(weights):
         entry = get_weights(str(weights or model or "carn-m"))
-        path, arch, source = entry.path, entry.arch, f"shipped weights {entry.name!r} ({entry.path})"
-        if model is not None and model.lower() != arch:
-            raise WeightsError(f"shipped weights {entry.name!r} are a {arch} model, not {model}")
+        if model is not None and model.lower() != entry.arch:
+            raise WeightsError(f"shipped weights {entry.name!r} are a {entry.arch} model, not {model}")
+        verify_file(entry)
+        return WeightsRef(entry.path, entry, entry.sha256, entry.arch)
+    path = Path(weights).expanduser().resolve()
+    if not path.is_file():
+        if isinstance(weights, str) and weights.lower() in list_models():
+            get_weights(weights)  # a model name without shipped weights: say so, not "no such file"
+        raise WeightsError(f"checkpoint {weights} does not exist or is not a file")
+    header = read_metadata(path)
+    recorded = str(header.get("arch", "")).lower() if header else ""
+    if recorded and model is not None and model.lower() != recorded:
+        raise WeightsError(f"{weights} holds a {recorded} model, not {model}; pass --model {recorded}")
+    arch = recorded or (model or "carn-m").lower()
+    return WeightsRef(path, None, sha256_file(path), arch, header)
+
+
+def resolve_recorded(record: Mapping[str, Any]) -> WeightsRef:
+    """The weights a manifest records, refusing ones whose sha256 changed since (see :meth:`WeightsRef.to_json`)."""
+    model, sha = str(record["model"]), str(record["sha256"])
+    if record.get("name"):
+        entry = get_weights(str(record["name"]))
+        if entry.sha256 != sha:
+            raise WeightsError(
+                f"shipped weights {entry.name!r} now have sha256 {entry.sha256}, but the artifact was "
+                f"made from {sha}; pass the original checkpoint with --weights"
+            )
+        return resolve_weights(model, entry.name)
+    path = Path(str(record.get("path") or ""))
+    if not path.is_file():
+        raise WeightsError(
+            f"the artifact was made from {path}, which no longer exists; pass that checkpoint with --weights"
+        )
+    ref = resolve_weights(model, path)
+    if ref.sha256 != sha:
+        raise WeightsError(
+            f"{path} has sha256 {ref.sha256}, but the artifact was made from {sha}; "
+            "pass the original checkpoint with --weights"
+        )
+    return ref
+
+
+def load_model(
+    model: str | None = None, weights: str | os.PathLike | WeightsRef | None = None, *, trainable: bool = False
+) -> CARN:
+    """Build a model and load its weights, in eval mode, frozen unless ``trainable``.
+
+    ``weights`` is a shipped weights name, a checkpoint path or a resolved :class:`WeightsRef`;
+    without it, the shipped weights named like ``model`` (default ``carn-m``). Files written by
+    :func:`save_weights` (e.g. by ``carn-train``) carry their architecture, so any variant loads
+    as trained; for other files the architecture is ``model`` and the scales come from the
+    checkpoint, so the authors' single-scale files (``upsample.up.*``) load too.
+    """
+    ref = weights if isinstance(weights, WeightsRef) else resolve_weights(model, weights)
+    source = f"{ref.label} ({ref.path})" if ref.entry else str(ref.path)
+    state = read_state_dict(ref.path)
+    if ref.header is not None:
+        net = CARN(_config_from_metadata(dict(ref.header), source))
     else:
-        path, arch, source = Path(weights), model, str(weights)
-    state = read_state_dict(path)
-    info = read_metadata(path)
-    if info is not None:
-        saved_arch = str(info.get("arch", ""))
-        if arch is not None and saved_arch and arch.lower() != saved_arch.lower():
-            raise WeightsError(f"{source} holds a {saved_arch} model, not {arch}; pass --model {saved_arch}")
-        net = CARN(_config_from_metadata(info, source))
-        arch = saved_arch or arch
-    else:
-        arch = arch or "carn-m"
-        net = build_model(arch, scales=infer_scales(state))
-    net.arch = arch  # the registry name, for reports and manifests
-    return load_state_into(net, state, source).eval()
+        net = build_model(ref.arch, scales=infer_scales(state))
+    net.arch = ref.arch  # the registry name, for reports and manifests
+    load_state_into(net, state, source).eval()
+    if not trainable:
+        net.requires_grad_(False)  # inference: no autograd graph, no warnings
+    return net
 
 
 def save_weights(model: CARN, path: str | os.PathLike, arch: str, force: bool = False, **extra: str) -> Path:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from carn_mobile.complexity import layer_costs, mult_adds, params_for_scale, parse_hr
+from carn_mobile.complexity import layer_costs, mult_adds, params_for_scale
 from carn_mobile.models import build_model
+from carn_mobile.sizes import parse_wxh as parse_hr
 
 # Fig. 4 / Table 3 of the paper, in G multiply-accumulates at a 1280x720 output.
 PAPER_MULT_ADDS = {

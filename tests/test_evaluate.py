@@ -21,6 +21,7 @@ def _run(main, argv) -> int:
     return exit_info.value.code
 
 
+@pytest.mark.slow
 def test_shipped_carn_m_set5_x4_psnr(set5_dir):
     result = evaluate_dataset(load_model("carn-m"), BenchmarkSet(set5_dir), 4, "carn-m")
     assert result.images == 5
@@ -30,6 +31,7 @@ def test_shipped_carn_m_set5_x4_psnr(set5_dir):
     assert get_weights("carn-m").meta["metrics"]["Set5"][4][0] == pytest.approx(result.psnr, abs=0.005)
 
 
+@pytest.mark.slow
 def test_generated_lr_equals_shipped_lr(set5_dir, tmp_path):
     # With only HR/ present the LR is made by our MATLAB bicubic: scores must not move.
     shutil.copytree(set5_dir / "HR", tmp_path / "Set5" / "HR")
@@ -47,6 +49,7 @@ def test_super_resolve_is_uint8_and_scaled():
     assert sr.dtype == np.uint8 and sr.shape == (18, 26, 3)
 
 
+@pytest.mark.slow
 def test_carn_eval_cli_writes_json(set5_dir, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = _run(eval_main, ["--scale", "4", "--data", str(set5_dir), "--json", str(out), "--no-progress"])

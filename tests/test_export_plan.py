@@ -15,14 +15,13 @@ from carn_mobile.export import (
     per_scale_module,
     plan_exports,
     read_manifest,
-    resolve_weights,
 )
 from carn_mobile.export.staging import staged_pair
 from carn_mobile.export.wrapper import count_conv_calls, weight_counts
 from carn_mobile.fileio import OutputExistsError
 from carn_mobile.models import build_model
 from carn_mobile.runtimes import ShapeSpec, parse_shape
-from carn_mobile.weights import WeightsError, load_model
+from carn_mobile.weights import WeightsError, load_model, resolve_weights
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,7 @@ def test_plan_rejects_scales_and_precisions_it_cannot_serve(shipped, tmp_path: P
 def test_weights_resolution(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="no shipped weights named 'carn'"):
         resolve_weights("carn")
-    with pytest.raises(WeightsError, match="for model carn-m, not carn"):
+    with pytest.raises(WeightsError, match="are a carn-m model, not carn"):
         resolve_weights("carn", "carn-m")
     with pytest.raises(WeightsError, match="does not exist"):
         resolve_weights("carn-m", tmp_path / "nope.pth")

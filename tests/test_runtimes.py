@@ -7,6 +7,7 @@ import importlib
 import numpy as np
 import pytest
 
+from carn_mobile.export import get_target, runner_for_path, runners_for_target
 from carn_mobile.runtimes import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -18,8 +19,6 @@ from carn_mobile.runtimes import (
     list_runners,
     parse_shape,
     require,
-    runner_for_path,
-    runners_for_target,
 )
 from carn_mobile.runtimes import optional as optional_mod
 from carn_mobile.runtimes.quiet import captured_output
@@ -108,12 +107,26 @@ def test_as_model_input_checks_shape_and_makes_contiguous_float32() -> None:
 # --- registry -------------------------------------------------------------------------------
 
 
+def test_registries_list_every_module_in_their_folders() -> None:
+    # The registries import their modules by name: a new or renamed file must be listed there.
+    from pathlib import Path
+
+    from carn_mobile.export import TARGET_MODULES, list_targets
+    from carn_mobile.runtimes import RUNNER_MODULES
+
+    package = Path(__file__).resolve().parents[1] / "carn_mobile"
+    assert sorted(p.stem for p in (package / "export").glob("target_*.py")) == sorted(TARGET_MODULES)
+    assert sorted(p.stem for p in (package / "runtimes").glob("runner_*.py")) == sorted(RUNNER_MODULES)
+    for target in map(get_target, list_targets()):
+        assert target.runners and all(r in list_runners() for r in target.runners), target.name
+
+
 def test_every_target_has_a_runner_found_by_suffix() -> None:
     assert {"onnxruntime", "lite-interpreter", "executorch", "coreml-predict"} <= set(list_runners())
     assert runner_for_path("a/b/model.onnx").name == "onnxruntime"
     assert runner_for_path("m.PTL").name == "lite-interpreter"
     assert runner_for_path("m.pte").name == "executorch"
-    assert runner_for_path("m.mlpackage").target == "coreml"
+    assert runner_for_path("m.mlpackage").name in get_target("coreml").runners
     assert [r.name for r in runners_for_target("onnx")] == ["onnxruntime"]
     with pytest.raises(ValueError, match="unknown suffix"):
         runner_for_path("model.tflite")

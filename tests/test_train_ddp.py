@@ -16,7 +16,10 @@ from PIL import Image
 
 from carn_mobile.weights import read_state_dict
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available"),
+]
 
 # Runs under torchrun: one process group for three runs (straight, first half, resumed),
 # then every rank saves the weights it ended with.

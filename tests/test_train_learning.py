@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from carn_mobile.train import build_config, train
 
 TRAIN_IMAGES = ["t1.png", "t2.png", "t3.png", "t5.png", "t6.png", "t8.png", "t9.png", "t10.png"]
 
 
+@pytest.mark.slow
 def test_tiny_carn_beats_bicubic_on_unseen_images(tmp_path, t91_dir, set5_dir) -> None:
     data = tmp_path / "t91_subset"
     data.mkdir()

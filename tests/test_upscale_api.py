@@ -16,8 +16,9 @@ from carn_mobile.fileio import sha256_file
 from carn_mobile.imresize import imresize
 from carn_mobile.metrics import to_uint8
 from carn_mobile.models import build_model
-from carn_mobile.upscale import ApproximateTilingWarning, ImageError, Upscaler, available_backends
-from carn_mobile.upscale.imageio import gray_from_rgb, read_image
+from carn_mobile.upscaling import ApproximateTilingWarning, ImageError, Upscaler, available_backends
+from carn_mobile.upscaling.image import gray_from_rgb
+from carn_mobile.upscaling.image_read import read_image
 from carn_mobile.weights import load_model
 
 RNG = np.random.default_rng(99)
@@ -166,9 +167,7 @@ def test_path_in_path_out(tmp_path, tiny):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "photo.jpg", "photo_x2.jpg"]
 
 
-def test_16bit_png_file_stays_16bit(tmp_path, tiny):
-    from test_upscale_files import png_bytes
-
+def test_16bit_png_file_stays_16bit(tmp_path, tiny, png_bytes):
     src = tmp_path / "deep.png"
     samples = RNG.integers(0, 65536, (6, 7, 3), dtype=np.uint16)
     src.write_bytes(png_bytes(samples, 2))
@@ -180,7 +179,7 @@ def test_16bit_png_file_stays_16bit(tmp_path, tiny):
 
 
 def test_shipped_weights_are_loaded_once():
-    from carn_mobile.upscale import backends
+    from carn_mobile.upscaling import backends
 
     a = backends.resolve_model("carn-m")
     assert backends.resolve_model("carn-m") is a

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
-from test_upscale_files import make_broken_files
 
 from carn_mobile.cli.upscale import main
 from carn_mobile.fileio import sha256_file
@@ -103,9 +102,7 @@ def test_small_overlap_warns(tmp_path, capsys):
     assert "warning: --overlap 4 is below the receptive field" in capsys.readouterr().err
 
 
-def test_modes_icc_and_16bit_through_the_cli(tmp_path):
-    from test_upscale_files import png_bytes
-
+def test_modes_icc_and_16bit_through_the_cli(tmp_path, png_bytes):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     rgb(tmp_path / "in" / "icc.jpg", icc_profile=icc, quality=95)
     rgb(tmp_path / "in" / "gray.png", mode="L")
@@ -123,7 +120,7 @@ def test_modes_icc_and_16bit_through_the_cli(tmp_path):
         assert im.mode == "RGB" and im.size == (24, 20)
     with Image.open(out / "ink_x2.jpg") as im:
         assert im.mode == "RGB"
-    from carn_mobile.upscale.imageio import read_image
+    from carn_mobile.upscaling.image_read import read_image
 
     deep = read_image(out / "deep_x2.png")
     assert deep.bit_depth == 16 and deep.alpha is not None and deep.pixels.shape == (20, 24, 3)
@@ -133,7 +130,7 @@ def test_modes_icc_and_16bit_through_the_cli(tmp_path):
 # ----------------------------------------------------------------------------- batches
 
 
-def test_folder_with_broken_files_continues_and_summarises(tmp_path, capsys):
+def test_folder_with_broken_files_continues_and_summarises(tmp_path, capsys, make_broken_files):
     folder = tmp_path / "in"
     expected = make_broken_files(folder)
     for name in ("good1.png", "good2.jpg"):

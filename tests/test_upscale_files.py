@@ -1,7 +1,7 @@
 """Real image files: every mode, 16 bits, EXIF orientation, ICC profiles and broken files.
 
 Also home of the sample generators the other ``test_upscale_*`` modules import: a 16-bit
-PNG encoder that uses every PNG row filter, and :func:`make_broken_files`, the directory of
+PNG encoder that uses every PNG row filter, and ``make_broken_files``, the directory of
 deliberately broken inputs (built at test time, nothing binary is checked in).
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,62 +16,15 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from carn_mobile.fileio import sha256_file
-from carn_mobile.upscale.imageio import (
-    ImageData,
-    ImageError,
-    ImageTooLargeError,
-    from_pil,
-    icc_colour_space,
-    orient,
-    read_image,
-    to_8bit,
-    to_pil,
-    write_image,
-    write_png16,
-)
+from carn_mobile.upscaling.image import ImageData, ImageError, ImageTooLargeError, to_8bit
+from carn_mobile.upscaling.image_read import from_pil, orient, read_image
+from carn_mobile.upscaling.image_write import icc_colour_space, to_pil, write_image
+from carn_mobile.upscaling.png16 import write_png16
 
 RNG = np.random.default_rng(1234)
 
 
 # ----------------------------------------------------------------------------- generators
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-
-def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    p = a + b - c
-    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-
-
-def png_bytes(
-    samples: np.ndarray, colour_type: int, bit_depth: int = 16, chunks: tuple[tuple[bytes, bytes], ...] = ()
-) -> bytes:
-    """Encode a PNG by hand, cycling through the five row filters (Pillow must undo each)."""
-    h, w = samples.shape[:2]
-    dtype = ">u2" if bit_depth == 16 else np.uint8
-    raw = samples.astype(dtype).reshape(h, -1).view(np.uint8).astype(np.int32)
-    bpp = raw.shape[1] // w
-    rows = []
-    prev = np.zeros(raw.shape[1], np.int32)
-    for y in range(h):
-        cur, kind = raw[y], y % 5
-        left = np.concatenate([np.zeros(bpp, np.int32), cur[:-bpp]])
-        upleft = np.concatenate([np.zeros(bpp, np.int32), prev[:-bpp]])
-        pred = [0, left, prev, (left + prev) // 2, _paeth(left, prev, upleft)][kind]
-        rows.append(bytes([kind]) + ((cur - pred) % 256).astype(np.uint8).tobytes())
-        prev = cur
-    header = struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, 0)
-    body = b"".join(_chunk(kind, data) for kind, data in chunks)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + body
-        + _chunk(b"IDAT", zlib.compress(b"".join(rows)))
-        + _chunk(b"IEND", b"")
-    )
 
 
 def srgb_profile() -> bytes:
@@ -87,50 +39,8 @@ def random_u8(shape: tuple[int, ...]) -> np.ndarray:
     return RNG.integers(0, 256, shape, dtype=np.uint8)
 
 
-def make_broken_files(folder: Path) -> dict[str, str]:
-    """Write deliberately broken inputs into ``folder``; returns name -> expected reason fragment."""
-    folder.mkdir(parents=True, exist_ok=True)
-    expected: dict[str, str] = {}
-
-    def put(name: str, data: bytes, reason: str) -> None:
-        (folder / name).write_bytes(data)
-        expected[name] = reason
-
-    good = io.BytesIO()
-    Image.fromarray(random_u8((48, 40, 3))).save(good, "PNG")
-    png = good.getvalue()
-    jpg = io.BytesIO()
-    Image.fromarray(random_u8((48, 40, 3))).save(jpg, "JPEG")
-
-    put("empty.png", b"", "empty file (0 bytes)")
-    put("text.png", b"this is a text file, not a picture\n", "not an image file")
-    put("truncated.png", png[: len(png) // 2], "truncated")
-    put("truncated.jpg", jpg.getvalue()[: len(jpg.getvalue()) // 2], "truncated")
-    bad_crc = bytearray(png)
-    bad_crc[len(png) // 2] ^= 0xFF  # inside IDAT: the zlib stream or the CRC breaks
-    put("corrupt_idat.png", bytes(bad_crc), "")
-    put("header_only.png", png[:33], "")  # signature + IHDR, no pixel data at all
-    zero = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 3, 8, 2, 0, 0, 0))
-    put("zero_width.png", zero + _chunk(b"IDAT", zlib.compress(b"\0" * 3)) + _chunk(b"IEND", b""), "not an image file")
-    one = io.BytesIO()
-    Image.new("RGB", (1, 1), (10, 20, 30)).save(one, "PNG")
-    put("one_pixel.png", one.getvalue(), "at least 2x2")
-    row = io.BytesIO()
-    Image.new("L", (9, 1), 7).save(row, "PNG")
-    put("one_row.png", row.getvalue(), "at least 2x2")
-    # A decompression bomb: the header promises 30000 x 30000 = 900 MP, the data is a few bytes.
-    bomb = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
-    bomb += _chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + _chunk(b"IEND", b"")
-    put("bomb.png", bomb, "exceeds the limit")
-    f32 = io.BytesIO()
-    Image.fromarray(RNG.random((8, 8), dtype=np.float32)).save(f32, "TIFF")
-    put("float32.tif", f32.getvalue(), "unsupported image mode 'F'")
-    put("garbage.jpg", b"\xff\xd8\xff\xe0" + RNG.integers(0, 256, 300, dtype=np.uint8).tobytes(), "")
-    return expected
-
-
 @pytest.fixture
-def broken_dir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def broken_dir(tmp_path: Path, make_broken_files) -> tuple[Path, dict[str, str]]:
     folder = tmp_path / "broken"
     return folder, make_broken_files(folder)
 
@@ -241,7 +151,7 @@ def test_unsupported_mode_is_named():
 
 
 @pytest.mark.parametrize("colour_type,channels", [(2, 3), (6, 4), (4, 2), (0, 1)])
-def test_16bit_png_is_read_exactly(tmp_path, colour_type, channels):
+def test_16bit_png_is_read_exactly(tmp_path, colour_type, channels, png_bytes):
     samples = random_u16((11, 13, channels))
     p = tmp_path / "deep.png"
     p.write_bytes(png_bytes(samples[..., 0] if channels == 1 else samples, colour_type))
@@ -255,7 +165,7 @@ def test_16bit_png_is_read_exactly(tmp_path, colour_type, channels):
         assert d.alpha is None
 
 
-def test_16bit_colour_key_transparency(tmp_path):
+def test_16bit_colour_key_transparency(tmp_path, png_bytes):
     samples = random_u16((4, 5, 3))
     samples[2, 3] = (1000, 2000, 3000)
     p = tmp_path / "key16.png"
@@ -314,7 +224,7 @@ def test_exif_orientation_matches_pillow(tmp_path, orientation):
     assert np.array_equal(orient(rgb[..., 0], orientation), want[..., 0])  # 2-D arrays too
 
 
-def test_exif_orientation_on_16bit(tmp_path):
+def test_exif_orientation_on_16bit(tmp_path, png_bytes):
     samples = random_u16((4, 7, 3))
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -384,7 +294,7 @@ def test_to_pil_modes():
 
 def test_permission_denied_is_reported(tmp_path, monkeypatch):
     # Simulated: the tests may run as root, whom permission bits do not stop.
-    from carn_mobile.upscale import imageio
+    from carn_mobile.upscaling import image_read
 
     p = tmp_path / "secret.png"
     Image.new("RGB", (4, 4)).save(p)
@@ -392,6 +302,6 @@ def test_permission_denied_is_reported(tmp_path, monkeypatch):
     def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(p))
 
-    monkeypatch.setattr(imageio, "open", deny, raising=False)
+    monkeypatch.setattr(image_read, "open", deny, raising=False)
     with pytest.raises(ImageError, match="cannot read: permission denied"):
         read_image(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carn_mobile.upscale import Upscaler
+from carn_mobile.upscaling import Upscaler
 
 pytest.importorskip("onnxruntime")
 

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from carn_mobile.imresize import imresize
 from carn_mobile.models import build_model, carn, carn_m
-from carn_mobile.upscale.api import ALPHA_OVERLAP, Upscaler
-from carn_mobile.upscale.backends import TorchBackend
-from carn_mobile.upscale.imageio import ImageData
-from carn_mobile.upscale.memory import MIN_AUTO_TILE, auto_tile, estimate_bytes
-from carn_mobile.upscale.receptive_field import receptive_field
-from carn_mobile.upscale.tiling import Tile, plan_tiles, run_tiled, split
+from carn_mobile.upscaling.api import ALPHA_OVERLAP, Upscaler
+from carn_mobile.upscaling.backends import TorchBackend
+from carn_mobile.upscaling.image import ImageData
+from carn_mobile.upscaling.memory import MIN_AUTO_TILE, auto_tile, estimate_bytes
+from carn_mobile.upscaling.receptive_field import receptive_field
+from carn_mobile.upscaling.tiling import Tile, plan_tiles, run_tiled, split
 from carn_mobile.weights import load_model
 
 TOL = 1e-5

@@ -17,6 +17,33 @@ def _pyplot():
     return plt
 
 
+def quality_points() -> list[dict]:
+    """Points for :func:`plot_quality_vs_cost`: measured PSNR of the shipped weights (from their
+    registry entries) and the paper's numbers for them (drawn hollow)."""
+    from ..complexity import mult_adds
+    from ..models import build_model
+    from ..weights import get_weights, list_weights
+
+    points = []
+    for name in list_weights():
+        entry = get_weights(name)
+        net = build_model(entry.arch)
+        for source, table, measured in (("", entry.meta.get("metrics", {}), True),
+                                        (" (paper)", entry.meta.get("paper_psnr", {}), False)):  # fmt: skip
+            for dataset, per_scale in table.items():
+                for scale, value in per_scale.items():
+                    psnr = value[0] if isinstance(value, tuple | list) else value
+                    points.append({
+                        "label": f"{name} x{scale}{source}",
+                        "dataset": dataset,
+                        "mult_adds": mult_adds(net, int(scale)) / 1e9,
+                        "psnr": psnr,
+                        "params": entry.meta["params_per_scale"][int(scale)],
+                        "measured": measured,
+                    })  # fmt: skip
+    return points
+
+
 def plot_quality_vs_cost(points: Sequence[dict], path: Path, title: str) -> None:
     """PSNR against Mult-Adds, bubble area proportional to params (the paper's Fig. 4 layout),
     one panel per dataset.

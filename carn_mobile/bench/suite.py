@@ -16,59 +16,62 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..complexity import mult_adds, params_for_scale
+from ..complexity import PAPER_HR, mult_adds, params_for_scale
 from ..models import CARN, build_model
-from ..weights import WeightsError, get_weights, load_model, save_weights
+from ..sizes import WxH
+from ..weights import is_shipped_name, load_model, save_weights
 from .ceiling import Ceiling, measure_ceiling
 from .machine import describe_machine
 from .memory import peak_memory_mb
 from .timing import measure
 
-#: backend name -> export target whose artifact it runs (``None``: the PyTorch model itself).
-BACKEND_TARGETS: dict[str, str | None] = {
-    "torch": None,
-    "onnxruntime": "onnx",
-    "torchscript-lite": "torchscript-lite",
-    "executorch": "executorch",
-}
+
+def backend_targets() -> dict[str, str | None]:
+    """Backend name -> export target whose artifact it runs (``None``: the PyTorch model itself).
+
+    Derived from the target registry: every target that names a backend is benchmarked.
+    """
+    from ..export import artifact_backends
+
+    return {"torch": None, **artifact_backends()}
 
 
 @dataclass
 class BenchSettings:
     """What to measure; the defaults are the paper's 720p setting on every backend."""
 
-    hr: tuple[int, int] = (1280, 720)
+    hr: WxH = PAPER_HR
     models: Sequence[str] = ("carn", "carn-m")
     scales: Sequence[int] = (2, 3, 4)
-    backends: Sequence[str] = tuple(BACKEND_TARGETS)
+    backends: Sequence[str] = field(default_factory=lambda: tuple(backend_targets()))
     threads: int = 2
     runs: int = 10
     warmup: int = 2
     notes: list[str] = field(default_factory=list)
 
 
-def lr_size(hr: tuple[int, int], scale: int) -> tuple[int, int]:
-    """The integer LR input (width, height) actually run for an ``hr`` output at ``scale``."""
-    return max(1, round(hr[0] / scale)), max(1, round(hr[1] / scale))
+def lr_size(hr: WxH, scale: int) -> WxH:
+    """The integer LR input actually run for an ``hr`` output at ``scale``."""
+    hr = WxH(*hr)
+    return WxH(max(1, round(hr.width / scale)), max(1, round(hr.height / scale)))
 
 
 def _model_and_weights(name: str, workdir: Path) -> tuple[CARN, str, str]:
     """(multi-scale model, weights argument for export, description). Without shipped weights
     the model is randomly initialised: latency does not depend on the weight values."""
-    try:
-        get_weights(name)
+    if is_shipped_name(name):
         return load_model(name), name, f"shipped weights {name!r}"
-    except WeightsError:
+    else:
         net = build_model(name).eval()
         path = save_weights(net, workdir / f"{name}_random_init.safetensors", arch=name)
         return net, str(path), "random init (no shipped weights; latency does not depend on values)"
 
 
-def _export(target: str, weights: str, scale: int, lr_wh: tuple[int, int], workdir: Path):
+def _export(target: str, weights: str, scale: int, lr: WxH, workdir: Path):
     from ..export import export_model
     from ..runtimes import parse_shape
 
-    shape = parse_shape(f"{lr_wh[1]}x{lr_wh[0]}")  # fixed HxW: what an app at this size ships
+    shape = parse_shape(f"{lr.height}x{lr.width}")  # fixed, height first: what an app at this size ships
     (result,) = export_model(
         weights=weights, targets=[target], scales=[scale], shape=shape, out_dir=workdir / target, force=True
     )
@@ -77,7 +80,7 @@ def _export(target: str, weights: str, scale: int, lr_wh: tuple[int, int], workd
 
 def _skip_reason(backend: str) -> str | None:
     """Why ``backend`` cannot run here (its converter or runtime is missing), or ``None``."""
-    target = BACKEND_TARGETS[backend]
+    target = backend_targets()[backend]
     if target is None:
         return None
     from ..export import get_target
@@ -105,7 +108,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
     report = {
         "machine": describe_machine(settings.threads),
         "settings": {
-            "hr": f"{settings.hr[0]}x{settings.hr[1]}",
+            "hr": str(WxH(*settings.hr)),
             "runs": settings.runs,
             "warmup": settings.warmup,
             "threads": settings.threads,
@@ -125,7 +128,8 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
             for scale in settings.scales:
                 if scale not in net.scales:
                     raise ValueError(f"{name} has no x{scale} branch (it has {list(net.scales)})")
-                lw, lh = lr_size(settings.hr, scale)
+                lr = lr_size(settings.hr, scale)
+                lw, lh = lr.width, lr.height
                 if scale not in ceilings:
                     say(f"ceiling: conv3x3 64->64 at {lw}x{lh}")
                     ceilings[scale] = measure_ceiling(lw, lh, settings.threads, settings.runs, settings.warmup)
@@ -137,7 +141,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
                     "mult_adds": mult_adds(net, scale, settings.hr),
                     "lr_size": f"{lw}x{lh}",
                 }
-                macs_run = mult_adds(net, scale, (lw * scale, lh * scale))
+                macs_run = mult_adds(net, scale, WxH(lw * scale, lh * scale))
                 torch_median = None
                 for backend in settings.backends:
                     row = dict(base, backend=backend, threads=settings.threads)
@@ -146,7 +150,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
                         say(f"{name} x{scale} {backend}: skipped ({skip[backend]})")
                         continue
                     say(f"{name} x{scale} {backend}: preparing")
-                    load, size, precision = _prepare(backend, net, weights_arg, scale, (lw, lh), workdir)
+                    load, size, precision = _prepare(backend, net, weights_arg, scale, lr, workdir)
                     # Memory from loading the artifact through its first inference: engines that
                     # keep an arena (onnxruntime, ExecuTorch) allocate it at load or first run.
                     loaded: list[Callable[[], object]] = []
@@ -179,10 +183,10 @@ def _first_run(load: Callable[[], Callable[[], object]], loaded: list) -> None:
     loaded.append(fn)
 
 
-def _prepare(backend: str, net: CARN, weights: str, scale: int, lr_wh: tuple[int, int], workdir: Path):
+def _prepare(backend: str, net: CARN, weights: str, scale: int, lr: WxH, workdir: Path):
     """(loader returning a one-inference callable, artifact size in bytes, precision)."""
-    x = np.random.default_rng(0).random((1, 3, lr_wh[1], lr_wh[0]), dtype=np.float32)
-    target = BACKEND_TARGETS[backend]
+    x = np.random.default_rng(0).random((1, 3, lr.height, lr.width), dtype=np.float32)
+    target = backend_targets()[backend]
     if target is None:
         from ..export import per_scale_module
 
@@ -200,10 +204,10 @@ def _prepare(backend: str, net: CARN, weights: str, scale: int, lr_wh: tuple[int
         return load_torch, size, "fp32"
     from ..runtimes import get_runner
 
-    result = _export(target, weights, scale, lr_wh, workdir)
+    result = _export(target, weights, scale, lr, workdir)
 
     def load_artifact() -> Callable[[], object]:
-        run = get_runner(result.report.runner or backend).load(result.artifact)
+        run = get_runner(result.report.runner).load(result.artifact)
         return lambda: run(x)
 
     return load_artifact, result.size_bytes, result.manifest["precision"]

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..bench.report import console_table, markdown
-from ..bench.suite import BACKEND_TARGETS, BenchSettings, run_benchmark
-from ..complexity import parse_hr
+from ..bench.suite import BenchSettings, backend_targets, run_benchmark
 from ..fileio import atomic_output, check_writable
-from ..models import list_models
-from .common import err_console, exit_with, parse_scales
+from ..models import PAPER_SCALES, list_models, parse_scales
+from ..sizes import parse_wxh
+from .common import err_console, exit_with, make_console
 
 
 def _names(text: str, known: Sequence[str], what: str) -> list[str]:
@@ -42,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hr", default="1280x720", help="output size WIDTHxHEIGHT (default 1280x720)")
     p.add_argument("--models", default="carn,carn-m", help="comma-separated models (default carn,carn-m)")
     p.add_argument("--scales", default="2,3,4", help="comma-separated scales (default 2,3,4)")
-    p.add_argument("--backends", default=",".join(BACKEND_TARGETS), help="comma-separated backends (default: all)")
+    p.add_argument("--backends", default=",".join(backend_targets()),
+                   help=f"comma-separated backends among {', '.join(backend_targets())} (default: all)")
     p.add_argument("--threads", type=_positive, default=2, help="CPU threads for every engine (default 2)")
     p.add_argument("--runs", type=_positive, default=10, help="timed runs per measurement (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs (default 2)")
@@ -60,38 +59,12 @@ def quality_plot_path(plot: Path) -> Path:
     return plot.with_name(plot.stem + "_quality" + plot.suffix)
 
 
-def quality_points() -> list[dict]:
-    """Measured PSNR of the shipped weights, and the paper's numbers for them (drawn hollow)."""
-    from ..complexity import mult_adds
-    from ..models import build_model
-    from ..weights import get_weights, list_weights
-
-    points = []
-    for name in list_weights():
-        entry = get_weights(name)
-        net = build_model(entry.arch)
-        for source, table, measured in (("", entry.meta.get("metrics", {}), True),
-                                        (" (paper)", entry.meta.get("paper_psnr", {}), False)):  # fmt: skip
-            for dataset, per_scale in table.items():
-                for scale, value in per_scale.items():
-                    psnr = value[0] if isinstance(value, tuple | list) else value
-                    points.append({
-                        "label": f"{name} x{scale}{source}",
-                        "dataset": dataset,
-                        "mult_adds": mult_adds(net, int(scale)) / 1e9,
-                        "psnr": psnr,
-                        "params": entry.meta["params_per_scale"][int(scale)],
-                        "measured": measured,
-                    })  # fmt: skip
-    return points
-
-
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    hr = parse_hr(args.hr)
+    hr = parse_wxh(args.hr)
     models = _names(args.models, list_models(), "model")
-    backends = _names(args.backends, list(BACKEND_TARGETS), "backend")
-    scales = parse_scales(args.scales)
+    backends = _names(args.backends, list(backend_targets()), "backend")
+    scales = parse_scales(args.scales, PAPER_SCALES)  # the models are built by name: x2/x3/x4
     if args.warmup < 0:
         raise ValueError("--warmup must be >= 0")
     outputs = [Path(p) for p in (args.json, args.markdown) if p]
@@ -113,8 +86,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
         report = run_benchmark(settings, progress)
 
-    # A report piped to a file keeps every column (rich would squeeze it to 80 characters).
-    out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    out = make_console()
     m = report["machine"]
     out.print(f"machine: {m['cpu']} ({m['arch']}), {m['usable_cores']} cores, {m['os']}, torch {m['torch']}")
     for scale, c in sorted(report["ceilings"].items()):
@@ -127,7 +99,7 @@ def _main(argv: Sequence[str] | None) -> int:
         with atomic_output(args.markdown, force=args.force) as tmp:
             tmp.write_text(markdown(report))
     if args.plot:
-        from ..bench.plots import plot_latency, plot_quality_vs_cost
+        from ..bench.plots import plot_latency, plot_quality_vs_cost, quality_points
 
         title = f"{m['cpu']}, {report['settings']['threads']} threads, {report['settings']['hr']} output"
         with atomic_output(args.plot, force=args.force) as tmp:

@@ -7,13 +7,11 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-
 from ..evaluate import evaluate, results_table
 from ..fileio import atomic_output, check_writable
-from ..models import list_models
+from ..models import list_models, parse_scales
 from ..weights import load_model
-from .common import exit_with, parse_scales
+from .common import exit_with, make_console
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", choices=list_models(), help="architecture (default: from the weights file, else carn-m)"
     )
     p.add_argument("--weights", help="checkpoint file or shipped weights name (default: shipped for --model)")
-    p.add_argument("--scale", default="2,3,4", help="comma-separated scales (default 2,3,4)")
+    p.add_argument("--scale", default="all", help="2, 3, 4, a list such as 2,4, or all (default: all the weights have)")
     p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="benchmark folders")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
@@ -36,15 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    scales = parse_scales(args.scale)
+    parse_scales(args.scale)  # a malformed spec fails before the weights are read
     if args.json:
         check_writable(Path(args.json), args.force)  # fail before minutes of evaluation
     model = load_model(args.model, args.weights)
-    missing = [s for s in scales if s not in model.scales]
-    if missing:
-        raise ValueError(f"the weights have no x{missing[0]} branch (they have {list(model.scales)})")
+    scales = parse_scales(args.scale, available=model.scales)
     results = evaluate(model, args.data, scales, model.arch, progress=not args.no_progress)
-    Console().print(results_table(results))
+    make_console().print(results_table(results))
     if args.json:
         payload = {"results": [r.to_json(per_image=args.per_image) for r in results]}
         with atomic_output(args.json, force=args.force) as tmp:

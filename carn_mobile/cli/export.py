@@ -1,4 +1,4 @@
-"""``carn-export``: per-scale mobile artifacts (ONNX, Core ML, TorchScript-lite, ExecuTorch), parity-gated.
+"""``carn-export``: per-scale mobile artifacts, parity-gated (a shell over :func:`carn_mobile.export.export_model`).
 
 Exit codes: 0 every artifact written and within tolerance; 1 some artifact failed parity
 (it was not written); 2 bad options, missing files or a missing optional dependency.
@@ -15,11 +15,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..export import DEFAULT_OUT_DIR, PRECISIONS, ExportResult, list_targets, plan_exports, resolve_weights, run_export
+from ..export import (
+    DEFAULT_OUT_DIR,
+    ExportIncomplete,
+    ExportListener,
+    ExportResult,
+    export_model,
+    get_target,
+    list_targets,
+)
 from ..models import list_models
-from ..parity import ParityError
+from ..precision import list_precisions
 from ..runtimes import SHAPE_HELP, parse_shape
-from .common import EXIT_ERROR, err_console, exit_with, parse_scales
+from .common import EXIT_ERROR, err_console, exit_with, make_console
 
 EXIT_PARITY = 1
 
@@ -40,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=list_models(),
                    help="architecture (default: recorded in the weights file, else carn-m)")
     p.add_argument("--weights", help="checkpoint file or shipped weights name (default: shipped for --model)")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="compute precision (default: fp32; coreml: fp16). fp16: onnx, coreml, executorch")
+    p.add_argument("--precision", choices=list_precisions(),
+                   help="precision (default: each target's own). " + "; ".join(
+                       f"{p}: {', '.join(t for t in targets if p in get_target(t).precisions)}"
+                       for p in list_precisions()))
     p.add_argument("--shape", default="dynamic", help=f"accepted LR sizes: {SHAPE_HELP} (default dynamic)")
     p.add_argument("--image-io", action="store_true",
                    help="coreml only: image input (pixels / 255 in the model) and image output")
@@ -63,48 +73,52 @@ def parse_targets(text: str) -> list[str]:
     return names
 
 
+class ConsoleListener(ExportListener):
+    """Prints each step of :func:`~carn_mobile.export.export_model` as it happens."""
+
+    def __init__(self, console: Console, out_dir: str) -> None:
+        self.console, self.out_dir = console, out_dir
+
+    def planned(self, weights, jobs, skipped) -> None:
+        for s in skipped:
+            err_console.print(f"[yellow]skipping {s.target}:[/] {escape(s.reason)}")
+        self.console.print(escape(f"{weights.arch} from {weights.label}: {len(jobs)} artifact(s) -> "
+                                  f"{Path(self.out_dir).resolve()}"))
+
+    def started(self, job) -> None:
+        self.console.print(f"[bold]{escape(job.artifact.name)}[/] ({job.target.name}, x{job.request.scale}, "
+                           f"{job.request.precision}, {job.request.shape.describe()}) ...")
+
+    def finished(self, result: ExportResult) -> None:
+        parity = result.manifest["parity"]
+        self.console.print(f"  {escape(result.report.headline())} (export {result.export_seconds:.1f} s, "
+                           f"parity {parity['seconds']:.1f} s)")
+        self.console.print(f"  parity inputs: {escape(result.report.inputs)}")
+        for note in result.notes:
+            self.console.print(f"  note: {escape(note)}")
+
+    def failed(self, job, error) -> None:
+        err_console.print(f"[bold red]parity failed:[/] {escape(str(error))}\n"
+                          f"  nothing was written for {escape(job.artifact.name)}")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:
         os.environ["CARN_VERBOSE"] = "1"
-    targets = parse_targets(args.target)
-    shape = parse_shape(args.shape)
-    source = resolve_weights(args.model, args.weights)
-
-    from ..weights import load_model
-
-    model = load_model(source.model, source.name or source.path)
-    scales = list(model.scales) if args.scale.strip().lower() == "all" else parse_scales(args.scale)
-    jobs, skipped = plan_exports(source, model.scales, targets, scales, args.precision, shape, args.image_io,
-                                 args.out, args.force)
-    console = Console(highlight=False)
-    for s in skipped:
-        err_console.print(f"[yellow]skipping {s.target}:[/] {escape(s.reason)}")
-    console.print(escape(f"{source.model} from {source.label}: {len(jobs)} artifact(s) -> {Path(args.out).resolve()}"))
-
-    results: list[ExportResult] = []
-    failures: list[str] = []
-    for job in jobs:
-        console.print(f"[bold]{escape(job.artifact.name)}[/] ({job.target.name}, x{job.request.scale}, "
-                      f"{job.request.precision}, {job.request.shape.describe()}) ...")
-        try:
-            result = run_export(job, model, source, force=args.force, parity_images=args.parity_images)
-        except ParityError as exc:
-            err_console.print(f"[bold red]parity failed:[/] {escape(str(exc))}\n"
-                              f"  nothing was written for {escape(job.artifact.name)}")
-            failures.append(job.artifact.name)
-            continue
-        results.append(result)
-        parity = result.manifest["parity"]
-        console.print(f"  {result.report.headline()} (export {result.export_seconds:.1f} s, "
-                      f"parity {parity['seconds']:.1f} s)")
-        for note in result.notes:
-            console.print(f"  note: {escape(note)}")
-    if results:
-        console.print(summary_table(results))
-    if failures:
-        err_console.print(f"[bold red]{len(failures)} artifact(s) failed parity:[/] {escape(', '.join(failures))}")
+    console = make_console()
+    try:
+        results = export_model(
+            args.model, args.weights, parse_targets(args.target), args.scale, args.precision,
+            parse_shape(args.shape), args.image_io, args.out, args.force, parity_images=args.parity_images,
+            listener=ConsoleListener(console, args.out), keep_going=True,
+        )  # fmt: skip
+    except ExportIncomplete as exc:
+        if exc.results:
+            console.print(summary_table(exc.results))
+        err_console.print(f"[bold red]{escape(str(exc))}[/]")
         return EXIT_PARITY
+    console.print(summary_table(results))
     return 0
 
 

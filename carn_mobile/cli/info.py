@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from rich.console import Console
 from rich.table import Table
 
-from ..complexity import describe, layer_costs, mult_adds, params_for_scale, parse_hr
-from ..models import build_model, count_params, list_models
+from ..complexity import describe, layer_costs, mult_adds, params_for_scale
+from ..models import PAPER_SCALES, build_model, count_params, list_models, parse_scales
+from ..sizes import parse_wxh
 from ..weights import WeightsError, get_weights
-from .common import exit_with, parse_scales
+from .common import exit_with, make_console
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,21 +28,21 @@ def _g(x: float) -> str:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    hr = parse_hr(args.hr)
-    breakdown = parse_scales(args.scale) if args.scale else []
+    hr = parse_wxh(args.hr)
+    breakdown = parse_scales(args.scale, PAPER_SCALES) if args.scale else []
     model = build_model(args.model)
-    out = Console(highlight=False, soft_wrap=True)
+    out = make_console()
     out.print(f"[bold]{args.model}[/]: {describe(model)}")
     body = sum(count_params(m) for n, m in model.named_children() if n != "upsample")
     out.print(f"params (trainable, mean shifts excluded): {count_params(model):,} total, {body:,} in the body")
 
-    summary = Table(title=f"per-scale models, Mult-Adds for a {hr[0]}x{hr[1]} output")
+    summary = Table(title=f"per-scale models, Mult-Adds for a {hr} output")
     for col in ("scale", "LR input", "branch params", "model params", "Mult-Adds"):
         summary.add_column(col, justify="right")
     for s in model.scales:
         summary.add_row(
             f"x{s}",
-            f"{hr[0] / s:.2f}x{hr[1] / s:.2f}".replace(".00", ""),
+            f"{hr.width / s:.2f}x{hr.height / s:.2f}".replace(".00", ""),
             f"{count_params(model.upsample.branch(s)):,}",
             f"{params_for_scale(model, s):,}",
             _g(mult_adds(model, s, hr)),

@@ -22,7 +22,7 @@ from ..export import recheck_artifact
 from ..export.recheck import RecheckResult
 from ..fileio import atomic_output, check_writable
 from ..parity import FAILED, STRUCTURAL_ONLY
-from .common import err_console, exit_with
+from .common import err_console, exit_with, make_console
 
 EXIT_FAILED = 1
 
@@ -47,7 +47,7 @@ def _main(argv: Sequence[str] | None) -> int:
         os.environ["CARN_VERBOSE"] = "1"
     if args.json:
         check_writable(Path(args.json), args.force)
-    console = Console(highlight=False)
+    console = make_console()
     results: list[RecheckResult] = []
     for artifact in args.artifacts:
         result = recheck_artifact(artifact, args.weights, parity_images=args.parity_images)

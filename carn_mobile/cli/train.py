@@ -15,32 +15,9 @@ from typing import Any
 
 from ..models import list_models
 from ..train import TrainingError, build_config, read_config_file, resume_config, train
+from ..train.config import CLI_FLAGS
 from ..train.distributed import env_world
 from .common import CLIError, exit_with
-
-# CLI flag dest -> TrainConfig field, for the flags that override the config.
-_FIELD_FLAGS = {
-    "model": "model",
-    "scale": "scales",
-    "data": "data",
-    "val": "val",
-    "init": "init",
-    "steps": "steps",
-    "batch_size": "batch_size",
-    "patch_size": "patch_size",
-    "lr": "lr",
-    "lr_decay_steps": "lr_decay_steps",
-    "grad_clip": "grad_clip",
-    "seed": "seed",
-    "val_every": "val_every",
-    "checkpoint_every": "checkpoint_every",
-    "log_every": "log_every",
-    "workers": "workers",
-    "threads": "threads",
-    "device": "device",
-    "bf16": "bf16",
-    "lr_cache": "lr_cache",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +78,8 @@ def parse_model_args(items: Sequence[str]) -> dict[str, Any]:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = vars(build_parser().parse_args(argv))
-    overrides = {field: args[flag] for flag, field in _FIELD_FLAGS.items() if flag in args}
+    # Only flags given appear in args (SUPPRESS defaults); each maps to the TrainConfig field of that name.
+    overrides = {field: args[flag] for field, flag in CLI_FLAGS.items() if flag in args}
     if "model_arg" in args:
         overrides["model_args"] = parse_model_args(args["model_arg"])
     resume, force = bool(args.get("resume")), bool(args.get("force"))

@@ -12,14 +12,16 @@ import warnings
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..models import list_models
-from ..upscale.api import ApproximateTilingWarning, Upscaler
-from ..upscale.backends import available_backends
-from ..upscale.batch import OutputTarget, check_output_dir, plan, print_summary, run
-from ..upscale.imageio import DEFAULT_MAX_PIXELS, FORMATS
-from ..upscale.memory import DEFAULT_MAX_MEMORY, format_size, parse_count, parse_size
-from .common import err_console, exit_with
+from ..models import SUPPORTED_SCALES, list_models
+from ..upscaling.api import ApproximateTilingWarning, Upscaler
+from ..upscaling.backends import available_backends
+from ..upscaling.batch import Batch, BatchListener, Job, OutputTarget, check_output_dir, plan, process
+from ..upscaling.image import DEFAULT_MAX_PIXELS, FORMATS
+from ..upscaling.memory import DEFAULT_MAX_MEMORY, format_bytes, parse_bytes, parse_count
+from .common import err_console, exit_with, make_console
 
 
 def _tile(text: str) -> int:
@@ -44,7 +46,7 @@ def _overlap(text: str) -> int:
 
 def _size(text: str) -> int:
     try:
-        return parse_size(text)
+        return parse_bytes(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -82,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="output folder, or a file name (.png/.jpg/.webp) for a single input; default: beside each input file",
     )
-    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4), help="upscaling factor")
+    p.add_argument("--scale", type=int, required=True, choices=SUPPORTED_SCALES,
+                   help="upscaling factor: 2, 3 or 4 (8 if the model has it)")
     p.add_argument("--model", choices=list_models(), help="architecture (default: from the weights file, else carn-m)")
     p.add_argument("--weights", help="checkpoint file or shipped weights name (default: shipped for --model)")
     p.add_argument("--backend", default="torch", choices=available_backends(), help="inference engine (default torch)")
@@ -103,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_size,
         default=DEFAULT_MAX_MEMORY,
         metavar="SIZE",
-        help=f"activation budget of one network call for automatic tiling (default {format_size(DEFAULT_MAX_MEMORY)})",
+        help=f"activation budget of one network call for automatic tiling (default {format_bytes(DEFAULT_MAX_MEMORY)})",
     )
     p.add_argument(
         "--max-pixels",
@@ -123,9 +126,64 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Exit codes of ``carn-upscale`` (2, usage, comes from :func:`carn_mobile.cli.common.run`).
+EXIT_OK = 0
+EXIT_FAILED = 1  # at least one image failed; the others were processed
+
+
+def exit_code(batch: Batch) -> int:
+    """1 if any job failed, else 0 (skips alone are not failures: re-running resumes)."""
+    return EXIT_FAILED if batch.count("failed") else EXIT_OK
+
+
+class ProgressDisplay(BatchListener):
+    """A bar over the images (and one over the tiles of a large image), notes and failures as lines."""
+
+    def __init__(self, bar: Progress, console: Console, show: bool) -> None:
+        self.bar, self.console, self.show = bar, console, show
+        self.images = bar.add_task("images", total=None)
+        self.tiles = None
+
+    def started(self, job: Job, pending: int) -> None:
+        self.bar.update(self.images, total=pending)
+
+    def tile(self, job: Job, done: int, total: int) -> None:
+        if total > 1 and self.show:
+            if self.tiles is None:
+                self.tiles = self.bar.add_task("  tiles", total=total)
+            self.bar.update(self.tiles, completed=done)
+
+    def finished(self, job: Job) -> None:
+        if self.tiles is not None:
+            self.bar.remove_task(self.tiles)
+            self.tiles = None
+        if job.status == "done" and job.report is not None:
+            for note in job.report.notes:
+                self.console.print(f"[dim]{escape(str(job.src))}:[/] {escape(note)}", markup=True, highlight=False)
+        elif job.status == "failed":
+            self.console.print(f"[red]failed[/] {escape(str(job.src))}: {escape(job.reason)}", markup=True,
+                               highlight=False)
+        self.bar.advance(self.images)
+
+
+def print_summary(batch: Batch, console: Console) -> None:
+    """Counts, then the skipped and failed inputs with their reasons."""
+    done, skipped, failed = batch.count("done"), batch.count("skipped"), batch.count("failed")
+    colour = "red" if failed else ("yellow" if skipped else "green")
+    console.print(f"[bold {colour}]done {done}, skipped {skipped}, failed {failed}[/]", markup=True, highlight=False)
+    for job in batch.jobs:
+        if job.status == "done" and job.report is not None:
+            w, h = job.report.output_size
+            console.print(f"  done     {job.src} -> {job.dst} ({w}x{h})", highlight=False, markup=False)
+    for status in ("skipped", "failed"):
+        for job in batch.jobs:
+            if job.status == status:
+                console.print(f"  {status:<8} {job.src}: {job.reason}", highlight=False, markup=False)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    out = Console(highlight=False, soft_wrap=True)
+    out = make_console()
     # A UsageError is a ValueError: common.run reports it and exits 2, before anything runs.
     target = OutputTarget.parse(args.output)
     batch = plan(args.inputs, target, args.scale, args.format, args.force)
@@ -133,7 +191,7 @@ def _main(argv: Sequence[str] | None) -> int:
         check_output_dir(target)
     if not batch.pending:  # nothing to run: don't load the model
         print_summary(batch, out)
-        return batch.exit_code()
+        return exit_code(batch)
 
     tile = "auto" if args.tile is None else (args.tile or None)
     with warnings.catch_warnings():
@@ -150,9 +208,14 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     if not upscaler.exact:
         err_console.print(f"[yellow]warning:[/] --{upscaler.overlap_warning()}", markup=True, highlight=False)
-    run(batch, upscaler, quality=args.quality, force=args.force, console=err_console, progress=not args.no_progress)
+    show = not args.no_progress and len(batch.pending) > 1
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console, disable=not show, transient=False) as bar:
+        process(batch, upscaler, quality=args.quality, force=args.force,
+                listener=ProgressDisplay(bar, err_console, show))
     print_summary(batch, out)
-    return batch.exit_code()
+    return exit_code(batch)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,18 +1,21 @@
 """Export CARN/CARN-M to mobile formats, one artifact per (model, scale, target), parity-gated.
 
-Targets (one ``target_*.py`` module each): ``onnx``, ``coreml``, ``torchscript-lite``,
-``executorch``. Every artifact follows the contract in :mod:`carn_mobile.runtimes.contract`,
-passes :mod:`carn_mobile.parity` before it is written, and gets a JSON manifest beside it.
+Targets (listed in :data:`.registry.TARGET_MODULES`): ``onnx``, ``coreml``,
+``torchscript-lite``, ``executorch``. Every artifact follows the contract in
+:mod:`carn_mobile.runtimes.contract`, passes :mod:`carn_mobile.parity` before it is written,
+and gets a JSON manifest beside it.
 
 >>> from carn_mobile.export import export_model
 >>> results = export_model("carn-m", targets=["onnx"], scales=[4])  # doctest: +SKIP
 """
 
-from .base import PRECISIONS, ExportOutcome, ExportRequest, Target
+from .base import ExportOutcome, ExportRequest, Target
 from .manifest import MANIFEST_FORMAT, artifact_filename, manifest_path, read_manifest
 from .pipeline import (
     DEFAULT_OUT_DIR,
+    ExportIncomplete,
     ExportJob,
+    ExportListener,
     ExportResult,
     SkippedTarget,
     export_model,
@@ -20,15 +23,26 @@ from .pipeline import (
     run_export,
 )
 from .recheck import RecheckResult, recheck_artifact
-from .registry import get_target, list_targets, register_target, target_for_suffix
-from .weights_source import WeightsSource, load_from_source, resolve_weights
-from .wrapper import HalfPrecision, SuperResolver, per_scale_module
+from .registry import (
+    TARGET_MODULES,
+    artifact_backends,
+    get_target,
+    list_targets,
+    register_target,
+    run,
+    runner_for_path,
+    runners_for_target,
+    target_for_path,
+)
+from .wrapper import HalfPrecision, SuperResolver, graph_for_precision, per_scale_module
 
 __all__ = [
     "DEFAULT_OUT_DIR",
     "MANIFEST_FORMAT",
-    "PRECISIONS",
+    "TARGET_MODULES",
+    "ExportIncomplete",
     "ExportJob",
+    "ExportListener",
     "ExportOutcome",
     "ExportRequest",
     "ExportResult",
@@ -37,19 +51,21 @@ __all__ = [
     "SkippedTarget",
     "SuperResolver",
     "Target",
-    "WeightsSource",
+    "artifact_backends",
     "artifact_filename",
     "export_model",
     "get_target",
+    "graph_for_precision",
     "list_targets",
-    "load_from_source",
     "manifest_path",
     "per_scale_module",
     "plan_exports",
     "read_manifest",
     "recheck_artifact",
     "register_target",
-    "resolve_weights",
+    "run",
+    "runner_for_path",
+    "runners_for_target",
     "run_export",
-    "target_for_suffix",
+    "target_for_path",
 ]

@@ -10,10 +10,9 @@ from typing import Any, ClassVar
 import torch
 
 from ..parity import StructuralCheck
+from ..precision import Precision, get_precision
 from ..runtimes import ShapeSpec
 from .wrapper import SuperResolver
-
-PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -22,11 +21,16 @@ class ExportRequest:
 
     model: str
     scale: int
-    precision: str
+    precision: str  # a name in the precision table (carn_mobile.precision)
     shape: ShapeSpec  # resolved: a dynamic spec carries its maximum
     image_io: bool = False
     #: String key/values embedded in the artifact's own metadata where the format has some.
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def precision_row(self) -> Precision:
+        """What :attr:`precision` means: compute and weight dtypes, parity tolerance."""
+        return get_precision(self.precision)
 
     def example_input(self) -> torch.Tensor:
         """An input of an accepted size, used to trace the module."""
@@ -47,14 +51,21 @@ class ExportOutcome:
 
 
 class Target(ABC):
-    """One export format. Subclass it in a module named ``target_*.py`` in this package and
-    decorate it with :func:`carn_mobile.export.register_target`; the CLI, parity and the
-    manifests pick it up from there."""
+    """One export format. Subclass it in a module of this package, decorate it with
+    :func:`carn_mobile.export.register_target` and list the module in
+    :data:`carn_mobile.export.registry.TARGET_MODULES`; the CLI, parity, the manifests, the
+    bench and the upscaler pick it up from there."""
 
     #: Registry and ``--target`` name.
     name: ClassVar[str]
-    #: Artifact suffix, e.g. ``".onnx"``.
+    #: Artifact suffix, e.g. ``".onnx"``; the target owns it (runners do not know suffixes).
     suffix: ClassVar[str]
+    #: Runners (``carn_mobile.runtimes``) that execute the artifacts, best first: parity uses the
+    #: first that is available here.
+    runners: ClassVar[tuple[str, ...]]
+    #: Name under which ``carn-bench`` and ``carn-upscale`` run this target's artifacts
+    #: (``None``: not offered there, e.g. when no real runtime exists on common hosts).
+    backend: ClassVar[str | None] = None
     #: Position in listings and in ``--target all`` (lower first).
     rank: ClassVar[int] = 100
     #: One line for ``--help`` and manifests.
@@ -63,6 +74,7 @@ class Target(ABC):
     extra: ClassVar[str] = "export"
     #: Modules the converter needs (checked before any work starts).
     requires: ClassVar[tuple[str, ...]] = ()
+    #: Names from the precision table this target can produce.
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     default_precision: ClassVar[str] = "fp32"
     #: Why some precision is not offered, for the error message.
@@ -82,6 +94,7 @@ class Target(ABC):
 
     def unsupported(self, request: ExportRequest) -> str | None:
         """Why this target cannot produce ``request``, or ``None``."""
+        get_precision(request.precision)  # an unknown name is a ValueError naming the table
         if request.precision not in self.precisions:
             note = f" ({self.precision_note})" if self.precision_note else ""
             return f"{self.name} supports {', '.join(self.precisions)} only, not {request.precision}{note}"

@@ -1,4 +1,9 @@
-"""Export jobs end to end: plan, convert, check parity, then commit artifact + manifest together."""
+"""Export jobs end to end: plan, convert, check parity, then commit artifact + manifest together.
+
+:func:`export_model` is the one orchestrator (``carn-export`` is a thin shell over it): it
+resolves the weights, plans every artifact before any conversion, runs each job and reports
+progress to an :class:`ExportListener`.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,15 @@ from pathlib import Path
 
 from .. import __version__
 from ..fileio import OutputExistsError, sha256_file
-from ..models import CARN
+from ..models import CARN, parse_scales
 from ..parity import DEFAULT_POLICY, ParityError, ParityPolicy, ParityReport, check_parity, parity_inputs
+from ..precision import get_precision
 from ..runtimes import MissingDependencyError, ShapeSpec
-from .base import PRECISIONS, ExportRequest, Target
+from ..weights import WeightsRef, load_model, resolve_weights
+from .base import ExportRequest, Target
 from .manifest import artifact_filename, build_manifest, dumps, manifest_path
 from .registry import get_target, list_targets
 from .staging import staged_pair
-from .weights_source import WeightsSource, resolve_weights
 from .wrapper import per_scale_module
 
 #: Default output folder, relative to the working directory.
@@ -67,13 +73,13 @@ class ExportResult:
         return float(self.manifest["export"]["seconds"])
 
 
-def embedded_metadata(model: str, scale: int, precision: str, weights: WeightsSource) -> dict[str, str]:
+def embedded_metadata(model: str, scale: int, precision: str, weights: WeightsRef) -> dict[str, str]:
     """Key/values stored inside each artifact (where the format allows) to identify it."""
     return {
         "carn_mobile.model": model,
         "carn_mobile.scale": str(scale),
         "carn_mobile.precision": precision,
-        "carn_mobile.weights": weights.name or Path(weights.path or "").name,
+        "carn_mobile.weights": weights.name or weights.path.name,
         "carn_mobile.weights_sha256": weights.sha256,
         "carn_mobile.license": weights.license,
         "carn_mobile.version": __version__,
@@ -82,7 +88,7 @@ def embedded_metadata(model: str, scale: int, precision: str, weights: WeightsSo
 
 
 def plan_exports(
-    weights: WeightsSource,
+    weights: WeightsRef,
     model_scales: Sequence[int],
     targets: Sequence[str],
     scales: Sequence[int],
@@ -100,12 +106,9 @@ def plan_exports(
     Existing outputs raise ``OutputExistsError`` unless ``force``.
     """
     shape = shape or ShapeSpec()
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    missing = [s for s in scales if s not in model_scales]
-    if missing:
-        have = ", ".join(f"x{s}" for s in model_scales)
-        raise ValueError(f"the weights have no x{missing[0]} branch (they have {have})")
+    if precision is not None:
+        get_precision(precision)
+    scales = parse_scales(list(scales), available=model_scales)
     wants_all = any(t.lower() == "all" for t in targets)
     names = list_targets() if wants_all else list(dict.fromkeys(t.lower() for t in targets))
     jobs: list[ExportJob] = []
@@ -124,12 +127,12 @@ def plan_exports(
         target_precision = precision or target.default_precision
         for scale in scales:
             request = ExportRequest(
-                model=weights.model,
+                model=weights.arch,
                 scale=scale,
                 precision=target_precision,
                 shape=target_shape,
                 image_io=image_io,
-                metadata=embedded_metadata(weights.model, scale, target_precision, weights),
+                metadata=embedded_metadata(weights.arch, scale, target_precision, weights),
             )
             reason = target.unsupported(request)
             if reason:
@@ -137,7 +140,7 @@ def plan_exports(
                     raise ValueError(reason)
                 skipped.append(SkippedTarget(name, reason))
                 break
-            filename = artifact_filename(weights.model, scale, request.precision, target.suffix, target_shape, image_io)
+            filename = artifact_filename(weights.arch, scale, request.precision, target.suffix, target_shape, image_io)
             jobs.append(ExportJob(target, request, Path(out_dir) / filename))
     if not jobs:
         why = "; ".join(f"{s.target}: {s.reason}" for s in skipped)
@@ -152,7 +155,7 @@ def plan_exports(
 def run_export(
     job: ExportJob,
     model: CARN,
-    weights: WeightsSource,
+    weights: WeightsRef,
     *,
     force: bool = False,
     policy: ParityPolicy = DEFAULT_POLICY,
@@ -210,11 +213,36 @@ def run_export(
     return ExportResult(job, manifest, report, outcome.notes)
 
 
+class ExportListener:
+    """Hears what :func:`export_model` does; override the methods you need (all do nothing)."""
+
+    def planned(self, weights: WeightsRef, jobs: Sequence[ExportJob], skipped: Sequence[SkippedTarget]) -> None:
+        """Every option was checked and these artifacts will be written (``skipped`` left out)."""
+
+    def started(self, job: ExportJob) -> None:
+        """Conversion of ``job`` begins."""
+
+    def finished(self, result: ExportResult) -> None:
+        """``result`` passed parity and its artifact and manifest are in place."""
+
+    def failed(self, job: ExportJob, error: ParityError) -> None:
+        """``job`` failed parity; nothing was written for it."""
+
+
+class ExportIncomplete(ValueError):
+    """Some artifacts failed parity (``keep_going``); the others were written."""
+
+    def __init__(self, results: list[ExportResult], failures: list[tuple[ExportJob, ParityError]]) -> None:
+        names = ", ".join(job.artifact.name for job, _ in failures)
+        super().__init__(f"{len(failures)} artifact(s) failed parity: {names}")
+        self.results, self.failures = results, failures
+
+
 def export_model(
     model: str | None = None,
     weights: str | Path | None = None,
     targets: Sequence[str] = ("all",),
-    scales: Sequence[int] | None = None,
+    scales: Sequence[int] | str = "all",
     precision: str | None = None,
     shape: ShapeSpec | None = None,
     image_io: bool = False,
@@ -222,19 +250,40 @@ def export_model(
     force: bool = False,
     policy: ParityPolicy = DEFAULT_POLICY,
     parity_images: str | Path | None = None,
+    *,
+    listener: ExportListener | None = None,
+    keep_going: bool = False,
 ) -> list[ExportResult]:
     """Python API behind ``carn-export``: export ``model`` to every requested target and scale.
 
-    Every artifact passes parity before it is written (a :class:`ParityError` stops the run).
-    ``scales`` defaults to every scale the weights have.
+    ``model=None`` takes the architecture recorded in ``weights``; ``scales`` is a list or a spec
+    (``"all"``: every scale the weights have). Every artifact passes parity before it is written:
+    a :class:`ParityError` stops the run, or with ``keep_going`` the other jobs run first and
+    :class:`ExportIncomplete` reports every failure at the end.
     """
-    from ..weights import load_model
-
-    source = resolve_weights(model, weights)
-    net = load_model(source.model, source.name or source.path)
-    jobs, _ = plan_exports(source, net.scales, targets, scales or net.scales, precision, shape, image_io,
-                           out_dir, force)
-    return [run_export(j, net, source, force=force, policy=policy, parity_images=parity_images) for j in jobs]
+    listener = listener or ExportListener()
+    ref = resolve_weights(model, weights)
+    net = load_model(weights=ref)
+    wanted = parse_scales(scales, available=net.scales) if isinstance(scales, str) else scales
+    jobs, skipped = plan_exports(ref, net.scales, targets, wanted, precision, shape, image_io, out_dir, force)
+    listener.planned(ref, jobs, skipped)
+    results: list[ExportResult] = []
+    failures: list[tuple[ExportJob, ParityError]] = []
+    for job in jobs:
+        listener.started(job)
+        try:
+            result = run_export(job, net, ref, force=force, policy=policy, parity_images=parity_images)
+        except ParityError as exc:
+            listener.failed(job, exc)
+            if not keep_going:
+                raise
+            failures.append((job, exc))
+            continue
+        listener.finished(result)
+        results.append(result)
+    if failures:
+        raise ExportIncomplete(results, failures)
+    return results
 
 
 def tool_versions(target: Target) -> dict[str, str | None]:

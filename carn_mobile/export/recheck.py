@@ -8,10 +8,10 @@ from pathlib import Path
 from ..fileio import sha256_file
 from ..parity import DEFAULT_POLICY, ParityPolicy, ParityReport, StructuralCheck, check_parity, parity_inputs
 from ..runtimes import ShapeSpec
+from ..weights import WeightsRef, load_model, resolve_recorded, resolve_weights
 from .base import ExportRequest
 from .manifest import read_manifest
 from .registry import get_target
-from .weights_source import WeightsSource, load_from_source, resolve_weights
 from .wrapper import per_scale_module
 
 
@@ -21,7 +21,7 @@ class RecheckResult:
 
     artifact: Path
     manifest: dict
-    weights: WeightsSource
+    weights: WeightsRef
     report: ParityReport
 
 
@@ -44,9 +44,8 @@ def recheck_artifact(
     manifest = read_manifest(path)
     target = get_target(manifest["target"])
     model_name = manifest["model"]
-    source = (resolve_weights(model_name, weights) if weights is not None
-              else WeightsSource.from_json(manifest["weights"]))
-    model = load_from_source(source)
+    source = resolve_weights(model_name, weights) if weights is not None else resolve_recorded(manifest["weights"])
+    model = load_model(weights=source)
     scale = int(manifest["scale"])
     request = ExportRequest(
         model=model_name,

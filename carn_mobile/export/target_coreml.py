@@ -1,13 +1,15 @@
 """Core ML: an ML program for iOS 16 / macOS 13+, fp16 by default, flexible input shapes.
 
 Converted from a traced TorchScript module, which supports bounded ``RangeDim`` shapes,
-``EnumeratedShapes`` (the kind the Neural Engine runs) and image I/O. Off macOS the package
-cannot be run, so :meth:`CoreMLTarget.structural_check` inspects it instead.
+``EnumeratedShapes`` (the kind the Neural Engine runs) and image I/O. Off macOS Core ML cannot
+run it; the NumPy reference executor does, and :meth:`CoreMLTarget.structural_check` reads the
+package with that executor's own reader.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,11 +18,13 @@ from torch import nn
 from .. import __version__
 from ..parity import StructuralCheck
 from ..runtimes import INPUT_NAME, OUTPUT_NAME, require, version_of
-from ..runtimes.coreml_program import MLPackageInfo, inspect_mlpackage
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
 from .registry import register_target
 from .wrapper import SuperResolver, count_conv_calls, weight_counts
+
+if TYPE_CHECKING:
+    from ..mlprogram import Program
 
 #: iOS 16 / macOS 13 ML programs: Core ML specification version 7.
 MIN_SPEC_VERSION = 7
@@ -45,6 +49,7 @@ class _ImageOutput(nn.Module):
 class CoreMLTarget(Target):
     name = "coreml"
     suffix = ".mlpackage"
+    runners = ("coreml-predict", "coreml-reference")  # Core ML itself on macOS, else the NumPy executor
     rank = 20
     description = "Core ML ML program (iOS 16 / macOS 13+), fp16 by default"
     requires = ("coremltools",)
@@ -77,7 +82,8 @@ class CoreMLTarget(Target):
             else:
                 inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)]
                 outputs = [ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)]
-            precision = ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32
+            compute = request.precision_row.compute_dtype
+            precision = {"float16": ct.precision.FLOAT16, "float32": ct.precision.FLOAT32}[compute]
             mlmodel = ct.convert(
                 traced,
                 inputs=inputs,
@@ -111,89 +117,86 @@ class CoreMLTarget(Target):
             mlmodel.user_defined_metadata[key] = value
 
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
+        # The reference executor's own reader: the checks see exactly what parity runs.
+        from ..mlprogram import MLProgramError, load_program
+
+        require("coremltools", self.extra, "reading Core ML packages")  # its proto classes parse the spec
         try:
-            with captured_output():
-                info = inspect_mlpackage(path)
-        except ImportError:
-            raise
-        except Exception as exc:  # unreadable package: a failed check
+            program = load_program(path)
+        except (MLProgramError, OSError, ValueError) as exc:  # unreadable package: a failed check
             return [StructuralCheck("package loads", False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")]
-        checks = [StructuralCheck("package loads", True, f"{path.name} parsed by coremltools")]
-        checks += _check_program(info, request, module)
-        checks += _check_io(info, request)
-        checks.append(_check_metadata(info, request))
+        checks = [StructuralCheck("package loads", True, f"{path.name} parsed"),
+                  StructuralCheck("ML program", True, f"function {program.function!r}, opset {program.opset}")]
+        checks += _check_program(program, request, module)
+        checks += _check_io(program, request)
+        checks.append(_check_metadata(program, request))
         return checks
 
     def versions(self) -> dict[str, str | None]:
         return {"coremltools": version_of("coremltools")}
 
 
-def _check_program(info: MLPackageInfo, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
-    checks = [
-        StructuralCheck("ML program", info.model_type == "mlProgram", f"model type {info.model_type}"),
-        StructuralCheck("deployment target", info.spec_version >= MIN_SPEC_VERSION,
-                        f"specification version {info.spec_version} (iOS 16 = {MIN_SPEC_VERSION})"),
-    ]
-    unexpected = sorted(set(info.op_counts) - EXPECTED_OPS)
-    checks.append(StructuralCheck("op set", not unexpected,
-                                  f"ops {dict(sorted(info.op_counts.items()))}"
-                                  + (f"; unexpected {unexpected}" if unexpected else "")))
-    upsample = info.op_counts.get("pixel_shuffle", 0) + info.op_counts.get("depth_to_space", 0)
+def _check_program(program: Program, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
+    checks = [StructuralCheck("deployment target", program.spec_version >= MIN_SPEC_VERSION,
+                              f"specification version {program.spec_version} (iOS 16 = {MIN_SPEC_VERSION})")]
+    ops = program.op_histogram()
+    unexpected = sorted(set(ops) - EXPECTED_OPS)
+    extra = f"; unexpected {unexpected}" if unexpected else ""
+    checks.append(StructuralCheck("op set", not unexpected, f"ops {dict(sorted(ops.items()))}{extra}"))
+    upsample = ops.get("pixel_shuffle", 0) + ops.get("depth_to_space", 0)
     checks.append(StructuralCheck("upsampling op", upsample >= 1, f"{upsample} pixel_shuffle/depth_to_space"))
-    checks.append(StructuralCheck("output clamp", info.op_counts.get("clip", 0) >= 1, "clip op present"))
+    checks.append(StructuralCheck("output clamp", ops.get("clip", 0) >= 1, "clip op present"))
     convs = count_conv_calls(module)
-    checks.append(StructuralCheck("conv count", info.op_counts.get("conv", 0) == convs,
-                                  f"{info.op_counts.get('conv', 0)} conv ops, PyTorch runs {convs}"))
-    want = "float16" if request.precision == "fp16" else "float32"
-    other = {k: v for k, v in info.weight_elements.items() if k != want}
-    checks.append(StructuralCheck("weight precision", not other and want in info.weight_elements,
-                                  f"weight elements by dtype {info.weight_elements}, expected {want}"))
+    checks.append(StructuralCheck("conv count", ops.get("conv", 0) == convs,
+                                  f"{ops.get('conv', 0)} conv ops, PyTorch runs {convs}"))
+    want = request.precision_row.weight_dtype
+    weights = program.weight_elements()
+    other = {k: v for k, v in weights.items() if k != want}
+    checks.append(StructuralCheck("weight precision", not other and want in weights,
+                                  f"weight elements by dtype {weights}, expected {want}"))
     # Only this scale's branch: between the trainable parameters and everything in the state.
     trainable, total = weight_counts(module)
-    stored = sum(info.weight_elements.values())
+    stored = sum(weights.values())
     checks.append(StructuralCheck("weights of this scale only", trainable <= stored <= total,
                                   f"{stored} weight elements; x{request.scale} model has {trainable} trainable "
                                   f"+ {total - trainable} frozen"))
     return checks
 
 
-def _check_io(info: MLPackageInfo, request: ExportRequest) -> list[StructuralCheck]:
-    if len(info.inputs) != 1 or len(info.outputs) != 1:
-        return [StructuralCheck("io count", False, f"{len(info.inputs)} inputs, {len(info.outputs)} outputs")]
-    inp, out = info.inputs[0], info.outputs[0]
+def _check_io(program: Program, request: ExportRequest) -> list[StructuralCheck]:
+    if len(program.inputs) != 1 or len(program.outputs) != 1:
+        return [StructuralCheck("io count", False, f"{len(program.inputs)} inputs, {len(program.outputs)} outputs")]
+    inp, out = program.inputs[0], program.outputs[0]
     checks = [StructuralCheck("io names", (inp.name, out.name) == (INPUT_NAME, OUTPUT_NAME),
                               f"input {inp.name!r}, output {out.name!r}")]
     if request.image_io:
-        checks.append(StructuralCheck("input type", inp.kind == "imageType" and inp.color == "RGB",
-                                      f"{inp.kind} {inp.color}"))
-        checks.append(StructuralCheck("output type", out.kind == "imageType" and out.color == "RGB",
-                                      f"{out.kind} {out.color}"))
-        sizes = inp.enumerated or ((inp.shape,) if not inp.ranges else ())
-        hw_ranges = inp.ranges
+        for what, f in (("input type", inp), ("output type", out)):
+            checks.append(StructuralCheck(what, f.kind == "image" and f.color_layout == "RGB",
+                                          f"{f.kind} {f.color_layout}"))
     else:
-        checks.append(StructuralCheck("input type", inp.kind == "multiArrayType" and inp.dtype == "FLOAT32",
-                                      f"{inp.kind} {inp.dtype}"))
-        checks.append(StructuralCheck("output type", out.kind == "multiArrayType" and out.dtype == "FLOAT32",
-                                      f"{out.kind} {out.dtype}"))
-        sizes = tuple(s[2:] for s in inp.enumerated) or ((inp.shape[2:],) if not inp.ranges else ())
-        hw_ranges = inp.ranges[2:]
-        if inp.shape[:2] != (1, 3):
-            checks.append(StructuralCheck("input layout", False, f"shape {inp.shape}, expected (1, 3, H, W)"))
+        for what, f in (("input type", inp), ("output type", out)):
+            checks.append(StructuralCheck(what, f.kind == "tensor" and f.description_dtype == "FLOAT32",
+                                          f"{f.kind} {f.description_dtype}"))
+    leading = {tuple(s[:2]) for s in inp.shape_choices or ()} | (
+        {tuple(lo for lo, _ in inp.shape_bounds[:2])} if inp.shape_bounds else set())
+    if leading != {(1, 3)}:
+        checks.append(StructuralCheck("input layout", False, f"leading dims {sorted(leading)}, expected (1, 3, H, W)"))
     shape = request.shape
     if shape.kind == "dynamic":
-        want = (shape.bounds, shape.bounds)
-        ok, got = tuple(hw_ranges) == want, f"H/W ranges {list(hw_ranges)}"
+        hw_ranges = tuple(inp.shape_bounds[2:]) if inp.shape_bounds else ()
+        ok, got = hw_ranges == (shape.bounds, shape.bounds), f"H/W ranges {list(hw_ranges)}"
     else:
-        want_sizes = {tuple(s) for s in shape.sizes}
-        ok, got = {tuple(s) for s in sizes} == want_sizes and not hw_ranges, f"sizes {sorted(set(sizes))}"
+        sizes = {tuple(s[2:]) for s in inp.shape_choices or ()}
+        ok = sizes == {tuple(s) for s in shape.sizes} and inp.shape_bounds is None
+        got = f"sizes {sorted(sizes)}"
     checks.append(StructuralCheck("input shapes", ok, f"{got}; expected {shape.describe()}"))
     return checks
 
 
-def _check_metadata(info: MLPackageInfo, request: ExportRequest) -> StructuralCheck:
-    user = info.metadata["user_defined"]
+def _check_metadata(program: Program, request: ExportRequest) -> StructuralCheck:
+    user, desc = program.metadata, program.description
     ok = (user.get("carn_mobile.scale") == str(request.scale) and user.get("carn_mobile.model") == request.model
-          and bool(info.metadata["license"]) and bool(info.metadata["input_descriptions"].get(INPUT_NAME)))
-    licence = "set" if info.metadata["license"] else "missing"
+          and bool(desc.get("license")) and bool(desc.get("input_descriptions", {}).get(INPUT_NAME)))
+    licence = "set" if desc.get("license") else "missing"
     detail = f"model {user.get('carn_mobile.model')}, scale {user.get('carn_mobile.scale')}, licence {licence}"
     return StructuralCheck("metadata", ok, detail)

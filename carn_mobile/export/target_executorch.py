@@ -16,13 +16,15 @@ from ..runtimes import INPUT_NAME, require, version_of
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
 from .registry import register_target
-from .wrapper import HalfPrecision, SuperResolver
+from .wrapper import SuperResolver, graph_for_precision
 
 
 @register_target
 class ExecuTorchTarget(Target):
     name = "executorch"
     suffix = ".pte"
+    runners = ("executorch",)
+    backend = "executorch"
     rank = 40
     description = "ExecuTorch program with the XNNPACK delegate (Android/iOS), dynamic H/W"
     extra = "executorch"
@@ -31,7 +33,7 @@ class ExecuTorchTarget(Target):
     default_max_side = 256
 
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
-        graph_module = HalfPrecision(module) if request.precision == "fp16" else module
+        graph_module = graph_for_precision(module, request.precision)
         dynamic = None
         if request.shape.kind != "fixed":
             lo, hi = request.shape.bounds

@@ -34,6 +34,8 @@ def _optimize_for_mobile(module: torch.jit.ScriptModule) -> tuple[torch.jit.Scri
 class LiteTarget(Target):
     name = "torchscript-lite"
     suffix = ".ptl"
+    runners = ("lite-interpreter",)
+    backend = "torchscript-lite"
     rank = 30
     description = "TorchScript for PyTorch Mobile's lite interpreter (deprecated upstream; prefer executorch)"
     requires = ()

@@ -11,7 +11,7 @@ from ..runtimes import INPUT_NAME, OUTPUT_NAME, require, version_of
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
 from .registry import register_target
-from .wrapper import HalfPrecision, SuperResolver
+from .wrapper import SuperResolver, graph_for_precision
 
 OPSET = 18
 
@@ -31,6 +31,8 @@ def dynamic_dims(request: ExportRequest) -> dict | None:
 class OnnxTarget(Target):
     name = "onnx"
     suffix = ".onnx"
+    runners = ("onnxruntime",)
+    backend = "onnxruntime"
     rank = 10
     description = "ONNX (opset 18) for ONNX Runtime (Mobile), dynamic H/W"
     requires = ("onnx", "onnxscript", "onnxsim", "onnxruntime")
@@ -39,7 +41,7 @@ class OnnxTarget(Target):
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
         onnx = require("onnx", self.extra, "the onnx target")
         onnxsim = require("onnxsim", self.extra, "the onnx target")
-        graph_module = HalfPrecision(module) if request.precision == "fp16" else module
+        graph_module = graph_for_precision(module, request.precision)
         with captured_output(), torch.no_grad():
             program = torch.onnx.export(
                 graph_module,

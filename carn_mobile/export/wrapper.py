@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from ..models import CARN
+from ..models import CARN, count_params
 
 
 class SuperResolver(nn.Module):
@@ -40,6 +40,18 @@ class HalfPrecision(nn.Module):
         return self.inner(lr.to(torch.float16)).to(torch.float32)
 
 
+def graph_for_precision(module: nn.Module, precision: str) -> nn.Module:
+    """``module`` as a target should trace it for ``precision`` (the table's compute dtype)."""
+    from ..precision import get_precision
+
+    compute = get_precision(precision).compute_dtype
+    if compute == "float32":
+        return module
+    if compute == "float16":
+        return HalfPrecision(module)
+    raise ValueError(f"no float graph computes in {compute}; the target must handle {precision} itself")
+
+
 def per_scale_module(model: CARN, scale: int) -> SuperResolver:
     """The exportable module for ``scale`` of ``model`` (a copy; ``model`` is not modified).
 
@@ -52,7 +64,7 @@ def per_scale_module(model: CARN, scale: int) -> SuperResolver:
 
 def weight_counts(module: nn.Module) -> tuple[int, int]:
     """(trainable parameters, all state elements incl. the frozen mean shifts) of ``module``."""
-    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    trainable = count_params(module)
     total = sum(t.numel() for t in module.state_dict().values())
     return trainable, total
 

@@ -22,15 +22,15 @@ from .dtypes import dtype_name, numpy_dtype
 from .errors import PackageError
 from .program import Binding, FeatureSpec, Operation, Program, TensorType
 
-_EXTRA_HINT = 'pip install "carn-mobile[export]"'
-
 
 def _protos() -> tuple[Any, Any]:
     """coremltools' ``Model_pb2`` and ``FeatureTypes_pb2`` modules (coremltools is an optional extra)."""
     try:
         from coremltools.proto import FeatureTypes_pb2, Model_pb2
     except ImportError as exc:
-        raise ImportError(f"reading Core ML packages needs coremltools: {_EXTRA_HINT}") from exc
+        from ..runtimes.optional import install_hint
+
+        raise ImportError(f"reading Core ML packages needs coremltools: {install_hint('export')}") from exc
     return Model_pb2, FeatureTypes_pb2
 
 
@@ -171,6 +171,18 @@ def _feature(desc: Any, ttype: TensorType | None, feature_pb2: Any) -> FeatureSp
     return FeatureSpec(desc.name, kind or "unknown", ttype)
 
 
+def _description(desc: Any) -> dict[str, Any]:
+    meta = desc.metadata
+    return {
+        "short_description": meta.shortDescription,
+        "author": meta.author,
+        "license": meta.license,
+        "version": meta.versionString,
+        "input_descriptions": {f.name: f.shortDescription for f in desc.input},
+        "output_descriptions": {f.name: f.shortDescription for f in desc.output},
+    }
+
+
 def _range(r: Any) -> tuple[int, int | None]:
     return int(r.lowerBound), (None if r.upperBound < 0 else int(r.upperBound))
 
@@ -231,6 +243,7 @@ def program_from_spec(spec: Any, package: str | os.PathLike, function: str = "ma
         operations=tuple(operations),
         constants=constants,
         metadata=dict(spec.description.metadata.userDefined),
+        description=_description(spec.description),
         spec_version=int(spec.specificationVersion),
     )
     if validate:

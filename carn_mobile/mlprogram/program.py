@@ -151,6 +151,9 @@ class Program:
     constants: dict[str, np.ndarray]
     metadata: dict[str, str] = field(default_factory=dict)
     spec_version: int = 0
+    #: The model description's texts: short_description, author, license, version, and
+    #: input_descriptions / output_descriptions by feature name.
+    description: dict[str, Any] = field(default_factory=dict)
     _plan: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:  # the default would print every weight
@@ -181,6 +184,14 @@ class Program:
             "inputs": [f.summary() for f in self.inputs],
             "outputs": [f.summary() for f in self.outputs],
         }
+
+    def weight_elements(self) -> dict[str, int]:
+        """Elements of the non-scalar floating-point constants (the weights), by NumPy dtype name."""
+        counts: Counter[str] = Counter()
+        for value in self.constants.values():
+            if isinstance(value, np.ndarray) and value.size > 1 and np.issubdtype(value.dtype, np.floating):
+                counts[str(value.dtype)] += int(value.size)
+        return dict(counts)
 
     def unsupported_ops(self) -> list[Operation]:
         """Ops the NumPy executor cannot run (unknown types, or control flow with nested blocks)."""

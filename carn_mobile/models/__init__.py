@@ -11,8 +11,10 @@ from .carn import (
     config_dict,
     count_params,
     init_uniform_,
+    single_scale_state,
 )
 from .registry import build_model, list_models, register_model
+from .scales import PAPER_SCALES, SUPPORTED_SCALES, check_scale, parse_scales, upsample_stages
 
 __all__ = [
     "CARN",
@@ -28,4 +30,10 @@ __all__ = [
     "init_uniform_",
     "list_models",
     "register_model",
+    "single_scale_state",
+    "PAPER_SCALES",
+    "SUPPORTED_SCALES",
+    "check_scale",
+    "parse_scales",
+    "upsample_stages",
 ]

@@ -6,10 +6,10 @@ their state dicts load strictly.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from .scales import upsample_stages
 
 #: RGB mean of DIV2K in [0, 1], subtracted at the entry and added back at the exit.
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -81,14 +81,8 @@ class UpsampleBranch(nn.Module):
 
     def __init__(self, channels: int, scale: int, groups: int = 1) -> None:
         super().__init__()
-        if scale in (2, 4, 8):
-            stages = [2] * int(math.log2(scale))
-        elif scale == 3:
-            stages = [3]
-        else:
-            raise ValueError(f"unsupported upscaling factor {scale}; use 2, 3, 4 or 8")
         layers: list[nn.Module] = []
-        for r in stages:
+        for r in upsample_stages(scale):
             layers += [
                 nn.Conv2d(channels, channels * r * r, 3, 1, 1, groups=groups),
                 nn.ReLU(inplace=True),

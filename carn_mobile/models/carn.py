@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -22,6 +23,7 @@ from torch import nn
 
 from .blocks import ConvReLU, EfficientResidualBlock, MeanShift, ResidualBlock, Upsampler
 from .registry import register_model
+from .scales import PAPER_SCALES, check_scale
 
 BlockKind = Literal["residual", "residual_e"]
 
@@ -38,7 +40,7 @@ class CARNConfig:
     recursive: bool = False  # share one residual block within each cascading block
     local_cascade: bool = True
     global_cascade: bool = True
-    scales: tuple[int, ...] = (2, 3, 4)
+    scales: tuple[int, ...] = PAPER_SCALES
 
     def __post_init__(self) -> None:
         if self.channels < 1 or self.num_blocks < 1 or self.units_per_block < 1:
@@ -50,8 +52,7 @@ class CARNConfig:
         if not self.scales or len(set(self.scales)) != len(self.scales):
             raise ValueError(f"scales must be non-empty and unique, got {self.scales}")
         for s in self.scales:
-            if s not in (2, 3, 4, 8):
-                raise ValueError(f"unsupported scale x{s}; use 2, 3, 4 or 8")
+            check_scale(s)
 
     @property
     def multi_scale(self) -> bool:
@@ -147,14 +148,20 @@ class CARN(nn.Module):
         if not self.config.multi_scale:
             return copy.deepcopy(self)
         out = CARN(replace(self.config, scales=(s,)))
-        state = {
-            k.replace(f"upsample.up{s}.", "upsample.up."): v
-            for k, v in self.state_dict().items()
-            if not k.startswith("upsample.") or k.startswith(f"upsample.up{s}.")
-        }
-        out.load_state_dict(state, strict=True)
+        out.load_state_dict(single_scale_state(self.state_dict(), s), strict=True)
         out.arch = self.arch
         return out.train(self.training)
+
+
+def single_scale_state(state: Mapping[str, torch.Tensor], scale: int) -> dict[str, torch.Tensor]:
+    """A multi-scale state dict reduced to the body and the ``up{scale}`` branch, renamed to the
+    single-scale layout's ``upsample.up.`` (the layout of the authors' single-scale files)."""
+    prefix = f"upsample.up{scale}."
+    return {
+        k.replace(prefix, "upsample.up.", 1): v
+        for k, v in state.items()
+        if not k.startswith("upsample.") or k.startswith(prefix)
+    }
 
 
 def init_uniform_(model: nn.Module) -> None:
@@ -172,8 +179,12 @@ def init_uniform_(model: nn.Module) -> None:
 
 
 def count_params(model: nn.Module) -> int:
-    """Trainable parameters (the frozen mean-shift convs are excluded, as in the paper)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Learned parameters: every parameter but the fixed mean-shift convs', as in the paper.
+
+    Decided by structure, not ``requires_grad``, so a model frozen for inference counts the same.
+    """
+    fixed = {id(p) for m in model.modules() if isinstance(m, MeanShift) for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in fixed)
 
 
 def config_dict(model: CARN) -> dict:

@@ -1,7 +1,8 @@
 """Runners: load an exported artifact in its own runtime and run it under the one I/O contract.
 
-``run(artifact, lr) -> sr`` is the whole interface; one module ``runner_<runtime>.py`` per
-runtime (onnxruntime, the PyTorch lite interpreter, ExecuTorch, Core ML) registers itself.
+``load(artifact)(lr) -> sr`` is the whole interface; one module ``runner_<runtime>.py`` per
+runtime (onnxruntime, the PyTorch lite interpreter, ExecuTorch, Core ML), listed in
+:data:`RUNNER_MODULES`. Which runner executes which artifact is the export target's decision.
 """
 
 from .base import LoadedArtifact, Runner, RunnerUnavailable, as_model_input
@@ -12,12 +13,12 @@ from .contract import (
     ShapeSpec,
     contract_json,
     parse_shape,
-    parse_size,
 )
 from .optional import MissingDependencyError, require, version_of
-from .registry import get_runner, list_runners, register_runner, run, runner_for_path, runners_for_target
+from .registry import RUNNER_MODULES, get_runner, list_runners, register_runner
 
 __all__ = [
+    "RUNNER_MODULES",
     "INPUT_NAME",
     "OUTPUT_NAME",
     "SHAPE_HELP",
@@ -31,11 +32,7 @@ __all__ = [
     "get_runner",
     "list_runners",
     "parse_shape",
-    "parse_size",
     "register_runner",
     "require",
-    "run",
-    "runner_for_path",
-    "runners_for_target",
     "version_of",
 ]

@@ -18,23 +18,18 @@ class RunnerUnavailable(RuntimeError):
 
 
 class Runner(ABC):
-    """Runs the artifacts of one export target in that target's runtime.
+    """Runs artifacts in one runtime (onnxruntime, the lite interpreter, ExecuTorch, Core ML).
 
-    Subclasses set the class attributes and implement :meth:`load`; registering them with
-    :func:`carn_mobile.runtimes.register_runner` in a module named ``runner_*.py`` inside
-    this package is all it takes for parity and the CLI to use them.
+    Subclasses set the class attributes and implement :meth:`load`, decorate themselves with
+    :func:`carn_mobile.runtimes.register_runner` and are listed in
+    :data:`carn_mobile.runtimes.registry.RUNNER_MODULES`; an export target names the runners
+    of its artifacts (``Target.runners``).
     """
 
     #: Registry name, e.g. ``"onnxruntime"``.
     name: ClassVar[str]
-    #: Export target whose artifacts this runner executes, e.g. ``"onnx"``.
-    target: ClassVar[str]
-    #: File (or folder) suffix of those artifacts, e.g. ``".onnx"``.
-    suffix: ClassVar[str]
     #: pip extra that installs the runtime.
     extra: ClassVar[str] = "export"
-    #: Among several runners for one target, the available one with the highest priority runs.
-    priority: ClassVar[int] = 0
 
     def unavailable_reason(self) -> str | None:
         """``None`` when this runner can run here, else why not (shown to the user verbatim)."""

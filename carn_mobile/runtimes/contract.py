@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from ..sizes import parse_hxw
+
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
 
@@ -22,7 +24,7 @@ DEFAULT_MIN_SIDE = 8
 MAX_SIDE_LIMIT = 4096
 
 ShapeKind = Literal["dynamic", "fixed", "enumerated"]
-Size = tuple[int, int]  # (height, width) of the LR input
+Size = tuple[int, int]  # (height, width) of the LR input: see carn_mobile.sizes.HxW
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class ShapeSpec:
     def tag(self) -> str:
         """Short label for file names: '' (dynamic), '64x96' (fixed), 'enum3' (enumerated)."""
         if self.kind == "fixed":
-            return format_size(self.sizes[0])
+            return format_hxw(self.sizes[0])
         if self.kind == "enumerated":
             return f"enum{len(self.sizes)}"
         return ""
@@ -117,29 +119,20 @@ class ShapeSpec:
         return cls(d["kind"], sizes=tuple((int(h), int(w)) for h, w in d["sizes"]))
 
 
-def format_size(size: Size) -> str:
+def format_hxw(size: Size) -> str:
     return f"{size[0]}x{size[1]}"
 
 
 def format_sizes(sizes: tuple[Size, ...]) -> str:
-    return ",".join(format_size(s) for s in sizes)
+    return ",".join(format_hxw(s) for s in sizes)
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 _DYNAMIC = re.compile(r"^dynamic(?::(?:(\d+)-)?(\d+))?$")
 
 SHAPE_HELP = (
     "dynamic (target default range), dynamic:MAX or dynamic:MIN-MAX (LR side bounds), "
     "HxW (one fixed LR size, height first), or enumerated:HxW,HxW,..."
 )
-
-
-def parse_size(text: str) -> Size:
-    """``"64x96"`` -> ``(64, 96)`` (height, width); ``ValueError`` otherwise."""
-    m = _SIZE.match(text)
-    if not m:
-        raise ValueError(f"expected a size HxW such as 64x96, got {text!r}")
-    return int(m.group(1)), int(m.group(2))
 
 
 def parse_shape(text: str) -> ShapeSpec:
@@ -154,9 +147,9 @@ def parse_shape(text: str) -> ShapeSpec:
                 max_side=int(hi) if hi else None,
             )
         if s.startswith("enumerated:"):
-            sizes = tuple(parse_size(part) for part in s.removeprefix("enumerated:").split(",") if part.strip())
+            sizes = tuple(tuple(parse_hxw(part)) for part in s.removeprefix("enumerated:").split(",") if part.strip())
             return ShapeSpec("enumerated", sizes=sizes)
-        return ShapeSpec("fixed", sizes=(parse_size(s),))
+        return ShapeSpec("fixed", sizes=(tuple(parse_hxw(s)),))
     except ValueError as exc:
         raise ValueError(f"unusable shape spec {text!r} ({exc}); use {SHAPE_HELP}") from None
 

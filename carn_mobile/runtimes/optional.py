@@ -10,11 +10,9 @@ class MissingDependencyError(ImportError):
     """An optional package is not installed; the message says which extra provides it."""
 
 
-#: pip extra -> what installing it looks like, for error messages.
-EXTRAS = {
-    "export": 'pip install "carn-mobile[export]"',
-    "executorch": 'pip install "carn-mobile[executorch]"',
-}
+def install_hint(extra: str) -> str:
+    """How to install an optional extra, for error messages (carn-mobile installs from its checkout)."""
+    return f'pip install "carn-mobile[{extra}]" (from a checkout of the repository: pip install ".[{extra}]")'
 
 
 def require(module: str, extra: str, purpose: str) -> ModuleType:
@@ -26,7 +24,7 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
-        hint = EXTRAS.get(extra, f'pip install "carn-mobile[{extra}]"')
+        hint = install_hint(extra)
         raise MissingDependencyError(
             f"{top} is needed for {purpose} but cannot be imported ({exc}); install it with: {hint}"
         ) from exc

@@ -1,9 +1,7 @@
 """Core ML packages (``.mlpackage``) through Core ML itself; that needs macOS.
 
-Elsewhere the runner reports itself unavailable and parity falls back to a structural check
-of the package. A runner that executes the ML program without Core ML (a NumPy reference
-executor) can be registered for ``target = "coreml"`` with a lower priority and will take
-over off macOS without any change here.
+Elsewhere the runner reports itself unavailable, and the ``coreml`` target's next runner,
+``coreml-reference`` (the NumPy executor of :mod:`carn_mobile.mlprogram`), runs the package.
 """
 
 from __future__ import annotations
@@ -23,10 +21,7 @@ from .registry import register_runner
 @register_runner
 class CoreMLPredictRunner(Runner):
     name = "coreml-predict"
-    target = "coreml"
-    suffix = ".mlpackage"
     extra = "export"
-    priority = 10
 
     def unavailable_reason(self) -> str | None:
         if sys.platform != "darwin":

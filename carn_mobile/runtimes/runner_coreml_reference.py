@@ -1,8 +1,8 @@
 """Core ML packages without Core ML: the NumPy reference executor of :mod:`carn_mobile.mlprogram`.
 
 It runs the ML program stored in the package op by op (fp16 programs with fp16 rounding), so
-Core ML exports get measured parity on Linux and in CI. On macOS the ``coreml-predict``
-runner has priority; this one is the fallback everywhere else.
+Core ML exports get measured parity on Linux and in CI. The ``coreml`` target lists
+``coreml-predict`` first, so on macOS Core ML itself runs; this runner is the fallback elsewhere.
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from .registry import register_runner
 @register_runner
 class CoreMLReferenceRunner(Runner):
     name = "coreml-reference"
-    target = "coreml"
-    suffix = ".mlpackage"
     extra = "export"
-    priority = 5  # below coreml-predict: the real engine wins where it exists
 
     def load(self, path: str | Path) -> LoadedArtifact:
         require("coremltools", self.extra, "reading Core ML packages")  # its proto classes parse the spec

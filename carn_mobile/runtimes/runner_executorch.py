@@ -16,8 +16,6 @@ from .registry import register_runner
 @register_runner
 class ExecuTorchRunner(Runner):
     name = "executorch"
-    target = "executorch"
-    suffix = ".pte"
     extra = "executorch"
 
     def load(self, path: str | Path) -> LoadedArtifact:

@@ -14,8 +14,6 @@ from .registry import register_runner
 @register_runner
 class LiteInterpreterRunner(Runner):
     name = "lite-interpreter"
-    target = "torchscript-lite"
-    suffix = ".ptl"
     extra = "export"  # nothing beyond torch itself
 
     def load(self, path: str | Path) -> LoadedArtifact:

@@ -15,8 +15,6 @@ from .registry import register_runner
 @register_runner
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
-    target = "onnx"
-    suffix = ".onnx"
     extra = "export"
 
     def load(self, path: str | Path) -> LoadedArtifact:

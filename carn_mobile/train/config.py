@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..models import CARNConfig, list_models
+from ..models import PAPER_SCALES, CARNConfig, list_models, parse_scales
+from ..weights import get_weights, is_shipped_name
 
-#: Scales a CARN upsampler can be built for; ``multi`` means the paper's x2/x3/x4.
-SUPPORTED_SCALES = (2, 3, 4, 8)
-MULTI_SCALES = (2, 3, 4)
+#: The scales of a multi-scale run (``--scale multi`` or ``all``): the paper's x2/x3/x4.
+MULTI_SCALES = PAPER_SCALES
 
 #: Fields that may differ from the saved config when resuming: they control the run
 #: (length, reporting, hardware), not the recipe. ``steps`` may grow to train longer.
@@ -39,7 +39,7 @@ class TrainConfig:
     val: tuple[str, ...] = ()  # benchmark folders (DIR/HR, optional DIR/LR_bicubic) or plain image folders
     model: str = "carn"
     model_args: Mapping[str, Any] = field(default_factory=dict)  # CARNConfig overrides, e.g. channels, groups
-    scales: tuple[int, ...] = MULTI_SCALES  # one scale drawn per batch when several
+    scales: tuple[int, ...] = field(default=MULTI_SCALES, metadata={"flag": "scale"})  # one per batch when several
     init: str | None = None  # shipped weights name or checkpoint file to fine-tune from
     steps: int = 600_000
     batch_size: int = 64  # global batch: split evenly across DDP ranks
@@ -83,29 +83,14 @@ class TrainConfig:
 
 
 def parse_scale_spec(spec: str | int | list | tuple) -> tuple[int, ...]:
-    """``"multi"`` -> (2, 3, 4); ``"4"`` or 4 -> (4,); ``"2,4"`` or [2, 4] -> (2, 4)."""
-    if isinstance(spec, str):
-        text = spec.strip().lower()
-        if text in ("multi", "all"):
-            return MULTI_SCALES
-        parts = [p.strip() for p in text.split(",")]
-        if not all(p.isdigit() for p in parts):
-            raise ConfigError(f"bad scale spec {spec!r}: use 'multi', one scale such as 4, or a list such as 2,3,4")
-        scales = [int(p) for p in parts]
-    elif isinstance(spec, bool):
-        raise ConfigError(f"bad scale spec {spec!r}")
-    elif isinstance(spec, int):
-        scales = [spec]
-    elif isinstance(spec, (list, tuple)) and all(isinstance(s, int) and not isinstance(s, bool) for s in spec):
-        scales = list(spec)
-    else:
-        raise ConfigError(f"bad scale spec {spec!r}: use 'multi', one scale such as 4, or a list such as 2,3,4")
-    bad = [s for s in scales if s not in SUPPORTED_SCALES]
-    if not scales or bad or len(set(scales)) != len(scales):
-        raise ConfigError(
-            f"bad scale spec {spec!r}: scales must be distinct values among {', '.join(map(str, SUPPORTED_SCALES))}"
-        )
-    return tuple(sorted(scales))
+    """``"multi"`` -> (2, 3, 4); ``"4"`` or 4 -> (4,); ``"2,4"`` or [2, 4] -> (2, 4).
+
+    :func:`carn_mobile.models.parse_scales` with its errors as :class:`ConfigError`.
+    """
+    try:
+        return parse_scales(spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # --- type coercion for values coming from JSON/TOML -----------------------------------------------
@@ -159,35 +144,24 @@ def _model_args(name: str, v: Any) -> dict[str, Any]:
     return dict(v)
 
 
-_COERCE: dict[str, Callable[[str, Any], Any]] = {
-    "data": _paths,
-    "val": _paths,
-    "model": _str,
-    "model_args": _model_args,
-    "scales": lambda _n, v: parse_scale_spec(v),
-    "init": _opt_str,
-    "steps": _int,
-    "batch_size": _int,
-    "patch_size": _int,
-    "lr": _float,
-    "lr_decay_steps": _int,
-    "lr_decay_factor": _float,
-    "betas": _betas,
-    "eps": _float,
-    "loss": _str,
-    "grad_clip": _float,
-    "augment": _bool,
-    "seed": _int,
-    "val_every": _int,
-    "checkpoint_every": _int,
-    "log_every": _int,
-    "workers": _int,
-    "device": _str,
-    "bf16": _bool,
-    "threads": _int,
-    "lr_cache": _opt_str,
+#: How a value of each field type is checked; a field's ``metadata["coerce"]`` overrides it.
+_BY_TYPE: dict[str, Callable[[str, Any], Any]] = {
+    "tuple[str, ...]": _paths,
+    "str": _str,
+    "str | None": _opt_str,
+    "Mapping[str, Any]": _model_args,
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "tuple[float, float]": _betas,
+    "tuple[int, ...]": lambda _n, v: parse_scale_spec(v),
 }
-assert set(_COERCE) == {f.name for f in fields(TrainConfig)}
+#: Field name -> checker, derived from the dataclass (its annotations are strings here).
+_COERCE: dict[str, Callable[[str, Any], Any]] = {
+    f.name: f.metadata.get("coerce") or _BY_TYPE[str(f.type)] for f in fields(TrainConfig)
+}
+#: Field name -> ``carn-train`` flag dest (``--scale`` sets ``scales``), derived likewise.
+CLI_FLAGS: dict[str, str] = {f.name: f.metadata.get("flag", f.name) for f in fields(TrainConfig)}
 
 _MODEL_ARG_KEYS = frozenset(f.name for f in fields(CARNConfig)) - {"scales"}
 
@@ -277,16 +251,10 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def _is_shipped(name: str) -> bool:
-    from ..weights import list_weights
-
-    return name.lower() in list_weights()
-
-
 def resolve_paths(cfg: TrainConfig) -> TrainConfig:
     """Absolute data/val/cache/init paths, so a saved config works from any directory."""
     init = cfg.init
-    if init is not None and not _is_shipped(init):
+    if init is not None and not is_shipped_name(init):
         init = _absolute(init)
     return replace(
         cfg,
@@ -307,9 +275,7 @@ def build_config(
     """
     values: dict[str, Any] = dict(file_values or {})
     values.update(coerce_fields(overrides or {}, "command line"))
-    if values.get("init") and "model" not in values and _is_shipped(values["init"]):
-        from ..weights import get_weights
-
+    if values.get("init") and "model" not in values and is_shipped_name(values["init"]):
         values["model"] = get_weights(values["init"]).arch
     cfg = TrainConfig(**values)
     if not cfg.data:

@@ -9,22 +9,16 @@ else must fit exactly.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from ..models import CARN
-from ..weights import get_weights, infer_scales, list_weights, load_state_into, read_state_dict
+from ..models import CARN, single_scale_state
+from ..weights import infer_scales, load_state_into, read_state_dict, resolve_weights
 
 
 def load_init_weights(model: CARN, init: str) -> str:
     """Load ``init`` into ``model`` (strict after scale matching); returns a description of the source."""
-    if init.lower() in list_weights():
-        entry = get_weights(init)
-        path = entry.path
-        source = f"shipped weights {entry.name!r}"
-    else:
-        path = Path(init)
-        source = str(path)
-    state = read_state_dict(path)
+    ref = resolve_weights(None, init)
+    source = ref.label if ref.entry else str(ref.path)
+    state = read_state_dict(ref.path)
     have = infer_scales(state)
     want = tuple(model.scales)
     missing = [s for s in want if s not in have]
@@ -34,11 +28,11 @@ def load_init_weights(model: CARN, init: str) -> str:
             f"x{missing[0]} has no upsampler to start from (choose --scale among {list(have)})"
         )
     if any(_branch(k) not in (None, "up") for k in state):  # a multi-scale file: up2, up3, ...
-        keep = {f"up{s}" for s in want}
-        state = {k: v for k, v in state.items() if _branch(k) is None or _branch(k) in keep}
-        if not model.config.multi_scale:
-            # The single-scale model names its only branch "up".
-            state = {k.replace(f"upsample.up{want[0]}.", "upsample.up.", 1): v for k, v in state.items()}
+        if model.config.multi_scale:
+            keep = {f"up{s}" for s in want}
+            state = {k: v for k, v in state.items() if _branch(k) is None or _branch(k) in keep}
+        else:
+            state = single_scale_state(state, want[0])  # the single-scale model names its branch "up"
     load_state_into(model, state, source)
     return source
 

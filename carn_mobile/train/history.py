@@ -14,7 +14,6 @@ import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_output
@@ -162,8 +161,3 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_json_safe(v) for v in obj]
     return obj
-
-
-def read_history_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Read back a ``log.json`` (for tools and tests)."""
-    return json.loads(Path(path).read_text())

@@ -142,7 +142,7 @@ class _Trainer:
         self, cfg: TrainConfig, run: RunDir, ctx: DistContext, resume: bool, force: bool, progress: bool
     ) -> None:
         self.cfg, self.run_dir, self.ctx = cfg, run, ctx
-        self.resume, self.force, self.show = resume, force, progress
+        self.resume, self.force = resume, force
         self.out = TrainProgress(cfg.steps, 0, enabled=progress, active=ctx.is_main)
 
     # --- setup: everything that can fail happens before anything is written ----------------

@@ -14,6 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..console import make_console
+
 
 def format_eta(seconds: float) -> str:
     """``3d 04:05:06`` / ``04:05:06`` / ``--:--:--`` for unknown."""
@@ -57,7 +59,7 @@ class TrainProgress:
     """Context manager around the bar; a no-op on ranks other than 0."""
 
     def __init__(self, total: int, start: int, enabled: bool, active: bool = True, console: Console | None = None):
-        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = console or make_console(stderr=True)
         self.active = active  # False on ranks other than 0: show nothing at all
         self.bar_on = active and enabled and self.console.is_terminal
         self.total = total

@@ -14,15 +14,15 @@ from PIL import Image
 
 from ..fileio import check_writable
 from ..imresize import imresize
-from ..models import CARN
-from . import imageio
+from ..models import CARN, check_scale
+from . import image_read, image_write
 from .backends import Backend, create_backend
-from .imageio import DEFAULT_MAX_PIXELS, ImageData, ImageError
-from .memory import DEFAULT_MAX_MEMORY, auto_tile, estimate_bytes, format_size, parse_count, parse_size
+from .image import DEFAULT_MAX_PIXELS, FORMATS, ImageData, ImageError, check_min_size, format_for, gray_from_rgb
+from .memory import DEFAULT_MAX_MEMORY, auto_tile, estimate_bytes, format_bytes, parse_bytes, parse_count
 from .receptive_field import ReceptiveField, receptive_field
 from .tiling import Progress, Tile, plan_tiles, run_tiled
 
-log = logging.getLogger("carn_mobile.upscale")
+log = logging.getLogger("carn_mobile.upscaling")
 
 #: Bicubic (Keys, a = -0.5) reads 2 pixels either side plus one for MATLAB's tap alignment.
 ALPHA_OVERLAP = 3
@@ -93,15 +93,14 @@ class Upscaler:
         max_pixels: int | str = DEFAULT_MAX_PIXELS,
         device: str = "cpu",
     ) -> None:
-        if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale not in (2, 3, 4, 8):
-            raise ValueError(f"unsupported scale {scale!r}; use 2, 3 or 4 (or 8 with a model that has it)")
+        scale = check_scale(scale)
         if tile == 0:
             tile = None
         if tile is not None and tile != "auto" and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
             raise ValueError(f"tile must be a positive number of LR pixels, 'auto' or None, got {tile!r}")
         self.scale = int(scale)
         self.tile: TileSpec = tile
-        self.max_memory = parse_size(max_memory)
+        self.max_memory = parse_bytes(max_memory)
         self.max_pixels = parse_count(max_pixels)
         self.backend: Backend = create_backend(backend, model=model, weights=weights, scale=self.scale, device=device)
         self.receptive_field: ReceptiveField = receptive_field(self.backend.config, self.scale)
@@ -136,6 +135,14 @@ class Upscaler:
             auto = tile is not None
         else:
             tile = self.tile  # type: ignore[assignment]
+        max_side = getattr(self.backend, "max_side", None)
+        if max_side is not None and max(height, width) > max_side:
+            # The artifact accepts LR sides up to max_side: tiles plus their overlap must fit.
+            cap = max_side - 2 * self.overlap
+            if cap < 1:
+                raise ValueError(f"the {self.backend.name} artifact accepts LR sides up to {max_side}, too few for "
+                                 f"an overlap of {self.overlap}; use another backend")
+            tile, auto = (cap, True) if tile is None else (min(tile, cap), auto)
         if tile is not None and tile >= max(height, width):
             tile = None  # one tile covering everything: same as untiled
         tiles = plan_tiles(height, width, tile, self.overlap)
@@ -156,8 +163,9 @@ class Upscaler:
         if plan.auto:
             full = estimate_bytes(self.backend.config, self.scale, height, width)
             return (
-                f"tiling automatically: one call on the whole image needs about {format_size(full)}, over --max-memory "
-                f"{format_size(self.max_memory)}; {what}, about {format_size(plan.estimated_bytes)} per tile"
+                f"tiling automatically: one call on the whole image needs about {format_bytes(full)}, over "
+                f"--max-memory {format_bytes(self.max_memory)}; {what}, "
+                f"about {format_bytes(plan.estimated_bytes)} per tile"
             )
         return f"tiling: {what}"
 
@@ -165,7 +173,7 @@ class Upscaler:
 
     def upscale_data(self, data: ImageData, progress: Progress | None = None) -> tuple[ImageData, UpscaleReport]:
         """Upscale :class:`ImageData`: colour through the network, alpha bicubically."""
-        imageio.check_min_size(data.width, data.height)
+        check_min_size(data.width, data.height)
         h, w, s = data.height, data.width, self.scale
         plan = self.plan(h, w)
         notes = list(data.notes)
@@ -178,7 +186,7 @@ class Upscaler:
         def network(tile: np.ndarray) -> np.ndarray:
             rgb = np.repeat(tile, 3, axis=2) if gray else tile
             sr = self.backend.run(np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]))[0].transpose(1, 2, 0)
-            return imageio.gray_from_rgb(sr) if gray else sr
+            return gray_from_rgb(sr) if gray else sr
 
         pixels = run_tiled(network, data.pixels, s, plan.tiles, data.pixels.shape[2], data.pixels.dtype, progress)
         alpha = None
@@ -220,8 +228,8 @@ class Upscaler:
         and that output path is returned.
         """
         if isinstance(image, Image.Image):
-            out, _ = self.upscale_data(imageio.from_pil(image))
-            return imageio.to_pil(out)  # type: ignore[return-value]
+            out, _ = self.upscale_data(image_read.from_pil(image))
+            return image_write.to_pil(out)  # type: ignore[return-value]
         if isinstance(image, np.ndarray):
             data, layout = array_to_data(image)
             out, _ = self.upscale_data(data)
@@ -247,16 +255,16 @@ class Upscaler:
         An existing ``dst`` is only replaced with ``force``.
         """
         src_path = Path(src)
-        fmt = format or (imageio.format_for(dst) if dst is not None else imageio.format_for(src_path))
-        if fmt not in imageio.FORMATS:
-            raise ValueError(f"unsupported output format {fmt!r}; use one of {', '.join(imageio.FORMATS)}")
+        fmt = format or (format_for(dst) if dst is not None else format_for(src_path))
+        if fmt not in FORMATS:
+            raise ValueError(f"unsupported output format {fmt!r}; use one of {', '.join(FORMATS)}")
         dst_path = Path(dst) if dst is not None else default_output(src_path, self.scale, fmt)
         if same_file(src_path, dst_path):
             raise ImageError(f"output {dst_path} is the input file itself; refusing to overwrite an input")
         check_writable(dst_path, force)  # fail before decoding and running the network
-        data = imageio.read_image(src_path, self.max_pixels)
+        data = image_read.read_image(src_path, self.max_pixels)
         out, report = self.upscale_data(data, progress)
-        report.notes += imageio.write_image(out, dst_path, fmt, quality=quality, force=force)
+        report.notes += image_write.write_image(out, dst_path, fmt, quality=quality, force=force)
         report.output = dst_path
         return report
 
@@ -276,7 +284,7 @@ def same_file(a: Path, b: Path) -> bool:
 
 # ---------------------------------------------------------------------- NumPy arrays
 
-_Layout = tuple[np.dtype, int, bool]  # dtype, ndim, has a channel axis of size 1
+_Layout = tuple[np.dtype, int]  # the input's dtype and ndim, restored on the way out
 
 
 def array_to_data(arr: np.ndarray) -> tuple[ImageData, _Layout]:
@@ -294,18 +302,18 @@ def array_to_data(arr: np.ndarray) -> tuple[ImageData, _Layout]:
             raise ValueError(f"float images must be within [0, 1], got [{work.min():g}, {work.max():g}]")
     else:
         raise TypeError(f"unsupported array dtype {dtype}; use uint8, uint16 or float in [0, 1]")
-    imageio.check_min_size(arr.shape[1], arr.shape[0])
+    check_min_size(arr.shape[1], arr.shape[0])
     a3 = work[..., None] if work.ndim == 2 else work
     c = a3.shape[2]
     color = a3[..., : (1 if c <= 2 else 3)]
     alpha = a3[..., -1] if c in (2, 4) else None
     data = ImageData(np.ascontiguousarray(color), None if alpha is None else np.ascontiguousarray(alpha))
-    return data, (dtype, arr.ndim, arr.ndim == 3 and c == 1)
+    return data, (dtype, arr.ndim)
 
 
 def data_to_array(data: ImageData, layout: _Layout) -> np.ndarray:
     """The inverse of :func:`array_to_data`: same dtype and layout as the input array."""
-    dtype, ndim, _ = layout
+    dtype, ndim = layout
     parts = [data.pixels] + ([data.alpha[..., None]] if data.alpha is not None else [])
     out = np.concatenate(parts, axis=2) if len(parts) > 1 else data.pixels
     if ndim == 2:

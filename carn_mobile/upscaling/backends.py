@@ -5,11 +5,13 @@ A backend only runs the network: ``lr`` is an ``N x 3 x h x w`` float32 array of
 quantisation happen around it). ``config`` describes the network's architecture, which the
 tiler needs for the receptive field and the memory estimate.
 
-New backends register a factory in :data:`BACKENDS` under the name ``--backend`` takes.
+The backends are ``torch`` and one per export target that names a backend (``Target.backend``):
+that target's cached export run by its runner, so a new target reaches ``--backend`` by itself.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,6 +23,8 @@ import torch
 
 from ..models import CARN, CARNConfig
 from ..weights import load_model
+
+log = logging.getLogger("carn_mobile.upscaling")
 
 
 @runtime_checkable
@@ -99,22 +103,31 @@ def _torch_backend(
     return TorchBackend(resolve_model(model, weights), scale, device)
 
 
-class OnnxRuntimeBackend:
-    """The per-scale ONNX export of a model, run by onnxruntime (the engine Android apps embed).
+class ArtifactBackend:
+    """A per-scale export of a model, run in its target's own runtime (the engine apps embed).
 
-    The artifact comes from ``carn-export`` (parity-gated) and is cached per weights checksum
-    under ``$CARN_CACHE_DIR`` (default ``~/.cache/carn-mobile``), so only the first use exports.
+    The artifact comes from ``carn-export`` (parity-gated, dynamic H/W) and is cached per target
+    and weights checksum under ``$CARN_CACHE_DIR`` (default ``~/.cache/carn-mobile``), so only
+    the first use exports. ``max_side`` is the largest LR side the artifact accepts (ExecuTorch
+    plans memory for it); the upscaler tiles so that no call exceeds it.
     """
 
-    name = "onnxruntime"
+    def __init__(self, name: str, model: CARN, artifact: Path, scale: int) -> None:
+        from ..export import read_manifest
+        from ..parity import pick_runner
+        from ..runtimes import ShapeSpec
 
-    def __init__(self, model: CARN, artifact: Path, scale: int) -> None:
-        from ..runtimes import get_runner
-
+        manifest = read_manifest(artifact)
+        runner, why_not = pick_runner(manifest["target"])  # the first available, as parity uses
+        if runner is None:
+            raise RuntimeError(f"the {name} backend cannot run here: {why_not}")
+        self.name = name
         self.scale = int(scale)
         self.config = model.config
         self.artifact = artifact
-        self._run = get_runner("onnxruntime").load(artifact)
+        shape = ShapeSpec.from_json(manifest["shape"])
+        self.max_side: int | None = shape.bounds[1] if shape.kind == "dynamic" else None
+        self._run = runner.load(artifact)
 
     def run(self, lr: np.ndarray) -> np.ndarray:
         if lr.ndim != 4 or lr.shape[1] != 3:
@@ -125,46 +138,57 @@ class OnnxRuntimeBackend:
 
 
 def cache_dir() -> Path:
-    """Where exported artifacts for the onnxruntime backend are kept."""
+    """Where exported artifacts for the artifact backends are kept."""
     return Path(os.environ.get("CARN_CACHE_DIR") or Path.home() / ".cache" / "carn-mobile")
 
 
-def _onnx_artifact(model: str | None, weights: str | os.PathLike | None, scale: int) -> tuple[CARN, Path]:
-    from ..export import artifact_filename, export_model, read_manifest, resolve_weights
+def cached_artifact(target: str, model: str | None, weights: str | os.PathLike | None, scale: int) -> Path:
+    """The cached, parity-checked dynamic ``target`` export of the weights at ``scale`` (made on first use)."""
+    from ..export import artifact_filename, export_model, get_target, read_manifest
     from ..fileio import sha256_file
     from ..runtimes import parse_shape
+    from ..weights import resolve_weights
 
-    source = resolve_weights(model, weights)
-    folder = cache_dir() / "onnx" / source.sha256[:16]
-    path = folder / artifact_filename(source.model, scale, "fp32", ".onnx", parse_shape("dynamic"))
-    net = resolve_model(model, weights)
-    if path.is_file():
+    ref = resolve_weights(model, weights)
+    adapter = get_target(target)
+    folder = cache_dir() / target / ref.sha256[:16]
+    shape = parse_shape("dynamic").with_default_max(adapter.default_max_side)
+    path = folder / artifact_filename(ref.arch, scale, "fp32", adapter.suffix, shape)
+    if path.exists():
         manifest = read_manifest(path)
         if manifest["file"]["sha256"] == sha256_file(path) and manifest["parity"]["status"] == "passed":
-            return net, path
-    export_model(source.model, source.name or source.path, targets=["onnx"], scales=[scale], out_dir=folder,
-                 force=True)  # fmt: skip
-    return net, path
+            return path
+    log.info("exporting %s x%d to %s once (cached for later runs)", target, scale, path)
+    export_model(ref.arch, ref.spec, targets=[target], scales=[scale], precision="fp32", out_dir=folder, force=True)
+    return path
 
 
-def _onnxruntime_backend(
-    model: str | CARN | None, weights: str | os.PathLike | None, scale: int, device: str = "cpu"
-) -> OnnxRuntimeBackend:
-    if isinstance(model, torch.nn.Module):
-        raise ValueError("the onnxruntime backend exports from a model name or weights file, not a model object")
-    net, artifact = _onnx_artifact(model, weights, scale)
-    if scale not in net.scales:
-        raise ValueError(f"scale x{scale} not available; this model has {list(net.scales)}")
-    return OnnxRuntimeBackend(net, artifact, scale)
+def _artifact_factory(name: str, target: str) -> Callable[..., Backend]:
+    def factory(model: str | CARN | None, weights: str | os.PathLike | None, scale: int, device: str = "cpu"):
+        if isinstance(model, torch.nn.Module):
+            raise ValueError(f"the {name} backend exports from a model name or weights file, not a model object")
+        net = resolve_model(model, weights)
+        if scale not in net.scales:
+            raise ValueError(f"scale x{scale} not available; this model has {list(net.scales)}")
+        return ArtifactBackend(name, net, cached_artifact(target, model, weights, scale), scale)
+
+    return factory
 
 
-#: ``--backend`` name -> factory ``(model, weights, scale, device) -> Backend``.
-BACKENDS: dict[str, Callable[..., Backend]] = {"torch": _torch_backend, "onnxruntime": _onnxruntime_backend}
+def backend_factories() -> dict[str, Callable[..., Backend]]:
+    """``--backend`` name -> factory ``(model, weights, scale, device) -> Backend``: ``torch``, then
+    every export target that names a backend (:func:`carn_mobile.export.artifact_backends`)."""
+    from ..export import artifact_backends
+
+    factories: dict[str, Callable[..., Backend]] = {"torch": _torch_backend}
+    for name, target in artifact_backends().items():
+        factories[name] = _artifact_factory(name, target)
+    return factories
 
 
 def available_backends() -> list[str]:
     """Names accepted by ``--backend``."""
-    return sorted(BACKENDS)
+    return sorted(backend_factories())
 
 
 def create_backend(
@@ -176,8 +200,9 @@ def create_backend(
     device: str = "cpu",
 ) -> Backend:
     """Build the backend ``name`` for ``model`` at ``scale``."""
+    factories = backend_factories()
     try:
-        factory = BACKENDS[name]
+        factory = factories[name]
     except KeyError:
-        raise ValueError(f"unknown backend {name!r}; available: {', '.join(available_backends())}") from None
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(factories))}") from None
     return factory(model, weights, scale, device)

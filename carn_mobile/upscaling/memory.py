@@ -72,7 +72,7 @@ def auto_tile(config: CARNConfig, scale: int, height: int, width: int, overlap: 
     return min(max(side, MIN_AUTO_TILE), max(height, width))
 
 
-def parse_size(text: str | int) -> int:
+def parse_bytes(text: str | int) -> int:
     """``"1G"``, ``"512MiB"``, ``"1.5g"``, ``"1073741824"`` -> bytes (binary units)."""
     if isinstance(text, int):
         value = text
@@ -100,7 +100,7 @@ def parse_count(text: str | int) -> int:
     return value
 
 
-def format_size(n: float) -> str:
+def format_bytes(n: float) -> str:
     """Bytes in binary units: ``12 B``, ``1.5 MiB``, ``1.03 GiB`` (two decimals tell 1.03 from 1.00)."""
     for unit, decimals in (("B", 0), ("KiB", 1), ("MiB", 1)):
         if abs(n) < 1024:
@@ -114,7 +114,7 @@ _PROBE = textwrap.dedent(
     import json, sys
     import numpy as np
     import torch
-    from carn_mobile.upscale.api import Upscaler
+    from carn_mobile.upscaling.api import Upscaler
 
     def status(key):
         with open("/proc/self/status") as fh:

@@ -10,7 +10,8 @@ Planning happens before any pixel is decoded, so problems with names show up at 
   would land on the same path fail every job involved (nothing is renamed behind your back);
   an existing output is skipped unless ``--force``.
 
-Each job then runs on its own: a failure is recorded and the batch goes on.
+Each job then runs on its own (:func:`process`): a failure is recorded and the batch goes on. What
+the user sees (progress, summary, exit code) is the ``carn-upscale`` command's business.
 """
 
 from __future__ import annotations
@@ -23,19 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
 from .api import Upscaler, UpscaleReport, default_output
-from .imageio import FORMATS, INPUT_SUFFIXES, SUFFIX_FORMATS, ImageError, format_for
+from .image import FORMATS, INPUT_SUFFIXES, SUFFIX_FORMATS, ImageError, format_for
 
 Status = Literal["pending", "done", "skipped", "failed"]
 
-#: Exit codes of ``carn-upscale``.
-EXIT_OK = 0
-EXIT_FAILED = 1  # at least one image failed; the others were processed
-EXIT_USAGE = 2  # bad arguments or setup (weights, output target): nothing was processed
 
 
 class UsageError(ValueError):
@@ -89,10 +82,6 @@ class Batch:
     @property
     def pending(self) -> list[Job]:
         return [j for j in self.jobs if j.status == "pending"]
-
-    def exit_code(self) -> int:
-        """1 if any job failed, else 0 (skips alone are not failures: re-running resumes)."""
-        return EXIT_FAILED if self.count("failed") else EXIT_OK
 
 
 def _is_glob(text: str) -> bool:
@@ -235,65 +224,40 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def run(batch: Batch, upscaler: Upscaler, *, quality: int, force: bool, console: Console, progress: bool) -> Batch:
-    """Process every pending job; failures are recorded and the others go on."""
+class BatchListener:
+    """Hears :func:`process` work through a batch; override what you need (all do nothing)."""
+
+    def started(self, job: Job, pending: int) -> None:
+        """``job`` is about to run; ``pending`` jobs are in the batch in all."""
+
+    def tile(self, job: Job, done: int, total: int) -> None:
+        """``done`` of ``total`` tiles of ``job`` are finished."""
+
+    def finished(self, job: Job) -> None:
+        """``job`` is done or failed (see ``job.status`` and ``job.reason``)."""
+
+
+def process(batch: Batch, upscaler: Upscaler, *, quality: int, force: bool,
+            listener: BatchListener | None = None) -> Batch:
+    """Upscale every pending job; a failure is recorded on its job and the others go on."""
+    listener = listener or BatchListener()
     pending = batch.pending
-    show = progress and len(pending) > 1
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, disable=not show, transient=False) as bar:
-        images = bar.add_task("images", total=len(pending))
-        written: set[tuple[int, int]] = set()  # (device, inode) of outputs of this run
-        for job in pending:
-            tiles_task = None
-
-            def on_tile(done: int, total: int) -> None:
-                nonlocal tiles_task
-                if total > 1 and show:
-                    if tiles_task is None:
-                        tiles_task = bar.add_task("  tiles", total=total)
-                    bar.update(tiles_task, completed=done)
-
-            assert job.dst is not None and job.fmt is not None
-            try:
-                if _inode(job.dst) in written:  # e.g. names differing only in case on a case-insensitive disk
-                    raise ImageError(f"output {job.dst} is a file this batch already wrote")
-                job.report = upscaler.upscale_file(
-                    job.src, job.dst, format=job.fmt, quality=quality, force=force, progress=on_tile
-                )
-                written.add(_inode(job.dst))
-                job.status = "done"
-                for note in job.report.notes:
-                    console.print(f"[dim]{escape(str(job.src))}:[/] {escape(note)}", markup=True, highlight=False)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # one bad image must not stop the batch
-                job.status, job.reason = "failed", _reason(exc)
-                console.print(
-                    f"[red]failed[/] {escape(str(job.src))}: {escape(job.reason)}", markup=True, highlight=False
-                )
-            finally:
-                if tiles_task is not None:
-                    bar.remove_task(tiles_task)
-            bar.advance(images)
+    written: set[tuple[int, int]] = set()  # (device, inode) of outputs of this run
+    for job in pending:
+        listener.started(job, len(pending))
+        assert job.dst is not None and job.fmt is not None
+        try:
+            if _inode(job.dst) in written:  # e.g. names differing only in case on a case-insensitive disk
+                raise ImageError(f"output {job.dst} is a file this batch already wrote")
+            job.report = upscaler.upscale_file(
+                job.src, job.dst, format=job.fmt, quality=quality, force=force,
+                progress=lambda done, total, job=job: listener.tile(job, done, total),
+            )  # fmt: skip
+            written.add(_inode(job.dst))  # type: ignore[arg-type]
+            job.status = "done"
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one bad image must not stop the batch
+            job.status, job.reason = "failed", _reason(exc)
+        listener.finished(job)
     return batch
-
-
-def print_summary(batch: Batch, console: Console) -> None:
-    """Counts, then the skipped and failed inputs with their reasons."""
-    done, skipped, failed = batch.count("done"), batch.count("skipped"), batch.count("failed")
-    colour = "red" if failed else ("yellow" if skipped else "green")
-    console.print(f"[bold {colour}]done {done}, skipped {skipped}, failed {failed}[/]", markup=True, highlight=False)
-    for job in batch.jobs:
-        if job.status == "done" and job.report is not None:
-            w, h = job.report.output_size
-            console.print(f"  done     {job.src} -> {job.dst} ({w}x{h})", highlight=False, markup=False)
-    for status in ("skipped", "failed"):
-        for job in batch.jobs:
-            if job.status == status:
-                console.print(f"  {status:<8} {job.src}: {job.reason}", highlight=False, markup=False)

@@ -1,0 +1,91 @@
+"""The precision table: what ``fp32`` and ``fp16`` mean, in one place.
+
+Each row says how the exported graph computes, how its weights are stored (which the
+targets' structural checks verify), how closely it must match the float32 PyTorch reference
+(the parity gate) and how it is named in files and manifests. A new precision (int8) is one
+more row; targets then list its name among the precisions they offer.
+
+Tolerances, measured on CARN-M (see docs/export.md): float32 artifacts differ from PyTorch by
+about 1e-6, so 1e-4 leaves room for other kernels; float16 ones by 1e-3..3e-3 at 70-75 dB, so
+50 dB and 2e-2 catch a broken graph while a few wild pixels cannot hide in a good mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far an artifact's output may be from the float32 reference, on [0, 1] RGB."""
+
+    max_abs: float
+    #: Lowest PSNR in dB against the reference; ``None``: not checked (exact-ish precisions).
+    min_psnr_db: float | None = None
+
+    def to_json(self) -> dict[str, float]:
+        d = {"max_abs": self.max_abs}
+        if self.min_psnr_db is not None:
+            d["min_psnr_db"] = self.min_psnr_db
+        return d
+
+    def loosest(self, other: Tolerance) -> Tolerance:
+        """The looser of two tolerances, per limit (used when two sources of error add up)."""
+        psnrs = [p for p in (self.min_psnr_db, other.min_psnr_db) if p is not None]
+        return Tolerance(max(self.max_abs, other.max_abs), min(psnrs) if psnrs else None)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One row of the table."""
+
+    name: str
+    description: str
+    #: dtype the graph computes in (a ``torch`` dtype name); float32 I/O stays the contract.
+    compute_dtype: str
+    #: NumPy dtype name of the stored weight tensors, where a format stores them as computed.
+    weight_dtype: str
+    #: The parity gate against the float32 PyTorch module.
+    tolerance: Tolerance
+
+    @property
+    def lossy(self) -> bool:
+        """Whether outputs differ visibly from float32 (the gate then checks PSNR too)."""
+        return self.tolerance.min_psnr_db is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "compute_dtype": self.compute_dtype, "weight_dtype": self.weight_dtype,
+                "tolerance": self.tolerance.to_json()}
+
+
+#: An 8-bit image output (Core ML image I/O) rounds to 1/255 whatever the compute precision.
+EIGHT_BIT_OUTPUT = Tolerance(max_abs=2e-2, min_psnr_db=50.0)
+
+FP32 = Precision("fp32", "float32 weights and compute", "float32", "float32", Tolerance(max_abs=1e-4))
+FP16 = Precision("fp16", "float16 weights and compute (float32 I/O)", "float16", "float16",
+                 Tolerance(max_abs=2e-2, min_psnr_db=50.0))
+
+#: name -> row, in the order the CLI lists them.
+PRECISIONS: dict[str, Precision] = {p.name: p for p in (FP32, FP16)}
+
+
+def get_precision(name: str | Precision) -> Precision:
+    """The row for ``name``; ``ValueError`` naming the known precisions otherwise."""
+    if isinstance(name, Precision):
+        return name
+    try:
+        return PRECISIONS[name.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown precision {name!r}; use one of {', '.join(PRECISIONS)}") from None
+
+
+def list_precisions() -> list[str]:
+    """Names of every precision, in table order."""
+    return list(PRECISIONS)
+
+
+def parity_tolerance(precision: str | Precision, image_output: bool = False) -> Tolerance:
+    """The gate for an artifact of ``precision``; an 8-bit image output loosens it to its rounding."""
+    tol = get_precision(precision).tolerance
+    return tol.loosest(EIGHT_BIT_OUTPUT) if image_output else tol

@@ -1,0 +1,262 @@
+"""Each cross-cutting decision has one home: scales, weights, precisions, registries, sizes, consoles."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from carn_mobile.models import PAPER_SCALES, SUPPORTED_SCALES, build_model, carn_m, parse_scales, upsample_stages
+from carn_mobile.precision import PRECISIONS, get_precision, parity_tolerance
+from carn_mobile.sizes import HxW, WxH, parse_hxw, parse_wxh
+from carn_mobile.weights import (
+    WeightsError,
+    get_weights,
+    is_shipped_name,
+    load_model,
+    resolve_recorded,
+    resolve_weights,
+    save_weights,
+)
+
+# --- scales -----------------------------------------------------------------------------------
+
+
+def test_all_means_every_scale_the_model_has_and_the_papers_without_one() -> None:
+    assert parse_scales("all") == parse_scales("multi") == PAPER_SCALES == (2, 3, 4)
+    assert parse_scales("all", available=(4,)) == (4,)
+    assert parse_scales("ALL", available=(2, 8)) == (2, 8)
+    assert parse_scales("4,2", available=(2, 3, 4)) == (2, 4)
+    with pytest.raises(ValueError, match=r"the weights have no x2 branch \(they have x4\)"):
+        parse_scales("2", available=(4,))
+    with pytest.raises(ValueError, match="bad scale spec '5': scales must be among 2, 3, 4"):
+        parse_scales("5", available=(2, 3, 4))
+
+
+def test_upsampler_stages_come_from_one_rule() -> None:
+    assert [upsample_stages(s) for s in SUPPORTED_SCALES] == [(2,), (3,), (2, 2), (2, 2, 2)]
+    net = build_model("carn-m", scales=SUPPORTED_SCALES)
+    for s in SUPPORTED_SCALES:
+        shuffles = [m.upscale_factor for m in net.upsample.branch(s).modules() if isinstance(m, torch.nn.PixelShuffle)]
+        assert tuple(shuffles) == upsample_stages(s)
+    with pytest.raises(ValueError, match="unsupported scale"):
+        upsample_stages(5)
+
+
+def test_receptive_field_follows_the_layers_of_any_depth() -> None:
+    from carn_mobile.upscaling.receptive_field import receptive_field, spatial_layers
+
+    shallow = build_model("carn", num_blocks=2, units_per_block=2)  # 1 + 2*2*2 + 1 = 10 LR-resolution convs
+    rf = receptive_field(shallow, 4)
+    assert rf.lr_convs == 10 and rf.hr_conv_factors == (2, 4)
+    assert rf.radius == Fraction(10) + Fraction(1, 2) + Fraction(1, 4) and rf.overlap == 11
+    assert receptive_field(shallow.config, 4) == rf  # from a config: the same layers, built to be walked
+    kinds = [k for k, _, _ in spatial_layers(shallow, 4)]
+    assert kinds.count("shuffle") == 2 and kinds[-1] == "conv"
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+
+def test_one_resolver_says_what_a_weights_argument_means(tmp_path: Path) -> None:
+    shipped = resolve_weights("carn-m")
+    assert shipped.entry is get_weights("carn-m") and shipped.sha256 == shipped.entry.sha256
+    assert shipped.arch == "carn-m" and shipped.spec == "carn-m" and shipped.path.is_file()
+    assert resolve_weights(None, None).entry is shipped.entry  # the default
+    assert is_shipped_name("CARN-M") and not is_shipped_name(str(tmp_path)) and not is_shipped_name(None)
+
+    path = save_weights(carn_m(scales=(4,)), tmp_path / "mine.safetensors", arch="carn-m")
+    mine = resolve_weights(None, path)
+    assert mine.entry is None and mine.arch == "carn-m" and mine.path == path.resolve()
+    assert mine.header and mine.header["arch"] == "carn-m" and len(mine.sha256) == 64
+    assert mine.to_json() == {"model": "carn-m", "path": str(path.resolve()), "sha256": mine.sha256,
+                              "license": "not recorded (user checkpoint)"}
+    with pytest.raises(WeightsError, match="no shipped weights named 'carn'"):
+        resolve_weights(None, "carn")  # a model name without weights, not "no such file"
+    with pytest.raises(WeightsError, match="holds a carn-m model, not carn"):
+        resolve_weights("carn", path)
+
+
+def test_manifest_records_resolve_back_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    path = save_weights(carn_m(scales=(2,)), tmp_path / "w.safetensors", arch="carn-m")
+    record = resolve_weights(None, path).to_json()
+    assert resolve_recorded(record).sha256 == record["sha256"]
+    assert resolve_recorded(resolve_weights("carn-m").to_json()).entry is get_weights("carn-m")
+    save_weights(carn_m(scales=(2,)), path, arch="carn-m", force=True)  # new random weights
+    with pytest.raises(WeightsError, match="pass the original checkpoint"):
+        resolve_recorded(record)
+
+
+def test_loaded_models_are_frozen_for_inference_unless_asked() -> None:
+    from carn_mobile.models import count_params
+
+    model = load_model("carn-m")
+    assert not any(p.requires_grad for p in model.parameters())
+    assert count_params(model) == 414_787  # counted by structure, frozen or not
+    y = model(torch.rand(1, 3, 8, 8), 2)
+    assert y.grad_fn is None  # no autograd graph even outside no_grad
+    trainable = load_model("carn-m", trainable=True)
+    assert sum(p.numel() for p in trainable.parameters() if p.requires_grad) == 414_787  # mean shifts stay fixed
+
+
+# --- precisions -------------------------------------------------------------------------------
+
+
+def test_the_precision_table_drives_parity_and_structural_checks() -> None:
+    assert list(PRECISIONS) == ["fp32", "fp16"]
+    assert parity_tolerance("fp32").to_json() == {"max_abs": 1e-4}
+    assert parity_tolerance("fp16").to_json() == {"max_abs": 2e-2, "min_psnr_db": 50.0}
+    assert parity_tolerance("fp32", image_output=True).min_psnr_db == 50.0
+    assert get_precision("FP16").weight_dtype == "float16" and not get_precision("fp32").lossy
+    with pytest.raises(ValueError, match="unknown precision 'int8'; use one of fp32, fp16"):
+        get_precision("int8")
+
+    from carn_mobile.export import get_target, list_targets
+
+    for name in list_targets():  # every target offers only precisions the table knows
+        assert set(get_target(name).precisions) <= set(PRECISIONS), name
+
+
+def test_graph_for_precision_follows_the_compute_dtype() -> None:
+    from carn_mobile.export import HalfPrecision, graph_for_precision, per_scale_module
+
+    module = per_scale_module(load_model("carn-m"), 2)
+    assert graph_for_precision(module, "fp32") is module
+    half = graph_for_precision(module, "fp16")
+    assert isinstance(half, HalfPrecision) and next(half.parameters()).dtype == torch.float16
+
+
+# --- registries -------------------------------------------------------------------------------
+
+
+def test_bench_and_upscale_backends_derive_from_the_targets() -> None:
+    from carn_mobile.bench.suite import backend_targets
+    from carn_mobile.export import artifact_backends, get_target
+    from carn_mobile.upscaling import available_backends
+
+    backends = artifact_backends()
+    assert backends == {"onnxruntime": "onnx", "torchscript-lite": "torchscript-lite", "executorch": "executorch"}
+    assert backend_targets() == {"torch": None, **backends}
+    assert sorted(available_backends()) == sorted(["torch", *backends])
+    assert all(get_target(t).backend == b for b, t in backends.items())
+
+
+def test_artifact_backend_tiles_within_the_artifacts_largest_side(tmp_path: Path, monkeypatch) -> None:
+    """ExecuTorch plans memory for a maximum side; the upscaler keeps every call inside it."""
+    from carn_mobile.upscaling import Upscaler
+
+    up = Upscaler(2, build_model("carn-m", channels=8, scales=(2,)).eval(), tile=None)
+    monkeypatch.setattr(up.backend, "max_side", 64, raising=False)
+    plan = up.plan(150, 90)
+    assert plan.tile == 64 - 2 * up.overlap and plan.auto
+    assert max(max(t.y1 - t.y0, t.x1 - t.x0) for t in plan.tiles) <= 64
+    assert up.plan(60, 40).tile is None  # fits: one call
+
+
+@pytest.mark.parametrize("backend", ["torchscript-lite"])
+def test_an_artifact_backend_upscales_like_torch(backend: str, tmp_path: Path, monkeypatch, one_torch_thread) -> None:
+    from carn_mobile.upscaling import Upscaler
+
+    monkeypatch.setenv("CARN_CACHE_DIR", str(tmp_path / "cache"))
+    image = np.random.default_rng(0).integers(0, 256, (20, 26, 3), dtype=np.uint8)
+    reference = Upscaler(2, "carn-m", tile=None).upscale(image)
+    up = Upscaler(2, "carn-m", backend=backend, tile=12)
+    assert up.backend.name == backend
+    out = up.upscale(image)
+    assert out.shape == (40, 52, 3) and np.abs(out.astype(int) - reference.astype(int)).max() <= 1
+    assert list((tmp_path / "cache" / "torchscript-lite").rglob("*.ptl"))  # exported once, cached
+
+
+# --- export orchestration ---------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def planned(self, weights, jobs, skipped) -> None:
+        self.events.append(("planned", f"{weights.arch}:{len(jobs)}"))
+
+    def started(self, job) -> None:
+        self.events.append(("started", job.artifact.name))
+
+    def finished(self, result) -> None:
+        self.events.append(("finished", result.artifact.name))
+
+    def failed(self, job, error) -> None:
+        self.events.append(("failed", job.artifact.name))
+
+
+def test_export_model_reports_each_step_and_can_keep_going(tmp_path: Path, monkeypatch, one_torch_thread) -> None:
+    from carn_mobile.export import ExportIncomplete, export_model
+    from carn_mobile.runtimes import get_runner
+
+    rec = Recorder()
+    (result,) = export_model("carn-m", targets=["torchscript-lite"], scales="2", shape=parse_hxw_shape("24x32"),
+                             out_dir=tmp_path, listener=rec)  # fmt: skip
+    assert rec.events == [("planned", "carn-m:1"), ("started", "carn-m_x2_fp32_24x32.ptl"),
+                          ("finished", "carn-m_x2_fp32_24x32.ptl")]
+    assert "built-in/random" in result.report.inputs and result.manifest["parity"]["inputs"] == result.report.inputs
+
+    runner = type(get_runner("lite-interpreter"))
+    real_load = runner.load
+    calls = {"n": 0}
+
+    def first_drifts(self, path):
+        run = real_load(self, path)
+        calls["n"] += 1
+        return (lambda lr: run(lr) + 1e-3) if calls["n"] == 1 else run
+
+    monkeypatch.setattr(runner, "load", first_drifts)
+    rec = Recorder()
+    with pytest.raises(ExportIncomplete) as info:
+        export_model("carn-m", targets=["torchscript-lite"], scales="2,3", shape=parse_hxw_shape("24x32"),
+                     out_dir=tmp_path / "two", listener=rec, keep_going=True)  # fmt: skip
+    assert [e for e, _ in rec.events] == ["planned", "started", "failed", "started", "finished"]
+    assert len(info.value.results) == 1 and len(info.value.failures) == 1
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["carn-m_x3_fp32_24x32.ptl",
+                                                                    "carn-m_x3_fp32_24x32.ptl.json"]
+
+
+def parse_hxw_shape(text: str):
+    from carn_mobile.runtimes import parse_shape
+
+    return parse_shape(text)
+
+
+# --- sizes and consoles -----------------------------------------------------------------------
+
+
+def test_top_level_upscale_is_a_plain_function() -> None:
+    import inspect
+
+    import carn_mobile
+
+    assert inspect.isfunction(carn_mobile.upscale)
+    assert carn_mobile.upscaling.__name__ == "carn_mobile.upscaling"  # the subpackage has its own name
+
+
+def test_sizes_carry_their_axis_order() -> None:
+    hr = parse_wxh("1280x720")
+    assert hr == WxH(width=1280, height=720) and hr.width == 1280 and str(hr) == "1280x720"
+    lr = parse_hxw("64x96")
+    assert lr == HxW(height=64, width=96) and lr.width == 96 and str(lr) == "64x96"
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        parse_wxh("720p")
+    with pytest.raises(ValueError, match="height first"):
+        parse_hxw("64by96")
+
+
+def test_consoles_do_not_wrap_when_output_is_not_a_terminal(monkeypatch) -> None:
+    from carn_mobile.console import make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    buf = io.StringIO()
+    console = make_console(buf)
+    line = "a sentence that is much longer than eighty columns " * 4
+    console.print(line)
+    assert buf.getvalue().strip() == line.strip()  # one line, not folded at 80
