@@ -9,12 +9,12 @@ extra in ``pyproject.toml``; the CLI, parity, manifests, bench and upscale follo
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+from ..registry import Registry
 from ..runtimes import Runner, get_runner
 from .base import Target
 
@@ -26,52 +26,34 @@ TARGET_MODULES = (
     "target_executorch",
 )
 
-_TARGETS: dict[str, Target] = {}
-_loaded = False
+_TARGETS: Registry[Target] = Registry("target", __package__, TARGET_MODULES, order=lambda t: (t.rank, t.name))
 
 T = TypeVar("T", bound=type[Target])
 
 
 def register_target(cls: T) -> T:
     """Class decorator: make ``cls`` an export target under ``cls.name``."""
-    if cls.name in _TARGETS and type(_TARGETS[cls.name]) is not cls:
-        raise ValueError(f"target {cls.name!r} is registered twice")
-    _TARGETS[cls.name] = cls()
-    return cls
-
-
-def _load() -> None:
-    # Target modules import their converters lazily, so this works without any extra installed.
-    global _loaded
-    if not _loaded:
-        for module in TARGET_MODULES:
-            importlib.import_module(f"{__package__}.{module}")
-        _loaded = True
+    return _TARGETS.register(cls)
 
 
 def list_targets() -> list[str]:
     """Names of every export target, in their listing order."""
-    _load()
-    return [t.name for t in sorted(_TARGETS.values(), key=lambda t: (t.rank, t.name))]
+    return _TARGETS.names()
 
 
 def get_target(name: str) -> Target:
     """The target called ``name``; ``ValueError`` naming the known targets otherwise."""
-    _load()
-    try:
-        return _TARGETS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown target {name!r}; known targets: {', '.join(list_targets())}, all") from None
+    return _TARGETS.get(name.lower(), known_suffix=", all")
 
 
 def target_for_path(path: str | Path) -> Target:
     """The target whose artifacts end like ``path`` (``.onnx``, ``.mlpackage``...)."""
-    _load()
     suffix = Path(path).suffix.lower()
-    for name in list_targets():
-        if _TARGETS[name].suffix == suffix:
-            return _TARGETS[name]
-    known = ", ".join(_TARGETS[n].suffix for n in list_targets())
+    targets = [get_target(name) for name in list_targets()]
+    for target in targets:
+        if target.suffix == suffix:
+            return target
+    known = ", ".join(t.suffix for t in targets)
     raise ValueError(f"no runner for {Path(path).name!r}: unknown suffix {suffix!r} (known: {known})")
 
 
@@ -87,8 +69,8 @@ def runner_for_path(path: str | Path) -> Runner:
 
 def artifact_backends() -> dict[str, str]:
     """``carn-bench`` / ``carn-upscale`` backend name -> the target whose artifacts it runs."""
-    _load()
-    return {_TARGETS[n].backend: n for n in list_targets() if _TARGETS[n].backend}  # type: ignore[misc]
+    targets = [get_target(name) for name in list_targets()]
+    return {t.backend: t.name for t in targets if t.backend}
 
 
 def run(artifact: str | Path, lr: np.ndarray) -> np.ndarray:

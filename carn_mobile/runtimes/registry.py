@@ -7,9 +7,9 @@ artifacts is the export target's decision (``Target.runners``), not the runner's
 
 from __future__ import annotations
 
-import importlib
 from typing import TypeVar
 
+from ..registry import Registry
 from .base import Runner
 
 #: Modules of this package that define runners; importing one registers its runner. Importing a
@@ -23,38 +23,21 @@ RUNNER_MODULES = (
     "runner_coreml_reference",
 )
 
-_RUNNERS: dict[str, Runner] = {}
-_loaded = False
+_RUNNERS: Registry[Runner] = Registry("runner", __package__, RUNNER_MODULES, order=lambda r: r.name)
 
 R = TypeVar("R", bound=type[Runner])
 
 
 def register_runner(cls: R) -> R:
     """Class decorator: make ``cls`` available under ``cls.name``."""
-    if cls.name in _RUNNERS and type(_RUNNERS[cls.name]) is not cls:
-        raise ValueError(f"runner {cls.name!r} is registered twice")
-    _RUNNERS[cls.name] = cls()
-    return cls
-
-
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        for module in RUNNER_MODULES:
-            importlib.import_module(f"{__package__}.{module}")
-        _loaded = True
+    return _RUNNERS.register(cls)
 
 
 def list_runners() -> list[str]:
     """Names of every registered runner, sorted."""
-    _load()
-    return sorted(_RUNNERS)
+    return _RUNNERS.names()
 
 
 def get_runner(name: str) -> Runner:
     """The runner registered as ``name``; ``ValueError`` naming the known ones otherwise."""
-    _load()
-    try:
-        return _RUNNERS[name]
-    except KeyError:
-        raise ValueError(f"unknown runner {name!r}; known runners: {', '.join(list_runners())}") from None
+    return _RUNNERS.get(name)
