@@ -30,6 +30,10 @@ def test_lr_images_are_the_matlab_bicubic(tmp_path) -> None:
             np.testing.assert_array_equal(im.lr[s], bicubic_downscale(im.hr, s))
 
 
+def _nhwc(*batches):
+    return tuple(b.permute(0, 2, 3, 1).numpy() for b in batches)
+
+
 def _find(big: np.ndarray, patch: np.ndarray) -> list[tuple[int, int]]:
     p = patch.shape[0]
     return [
@@ -46,7 +50,7 @@ def test_patches_are_aligned_and_augmented_consistently(tmp_path, augment) -> No
     s, p = 3, 5
     images = TrainImages([d], (s,), patch_size=p)
     im = images.images[0]
-    lr, hr = images.sample(np.random.default_rng(1), s, 24, augment)
+    lr, hr = _nhwc(*images.pack().sample(np.random.default_rng(1), s, 24, augment))
     assert lr.shape == (24, p, p, 3) and hr.shape == (24, p * s, p * s, 3)
     seen = set()
     for a, b in zip(lr, hr, strict=True):
@@ -83,6 +87,41 @@ def test_batches_depend_only_on_seed_step_and_rank(tmp_path) -> None:
     assert other_rank[5][0] == a[5][0]  # same scale on every rank ...
     assert not other_rank[5][1].equal(a[5][1])  # ... different patches
     assert not PatchBatches(images, 4, seed=8)[5][1].equal(a[5][1])
+
+
+def _reference_patches(images: TrainImages, rng: np.random.Generator, scale: int, count: int, augment: bool):
+    """A per-patch loop with numpy's flips and rotations, drawing the same numbers in the same order."""
+    p = images.patch_size
+    pool = images.eligible[scale]
+    picks = pool[rng.integers(len(pool), size=count)]
+    ys = rng.integers(0, np.array([images.images[i].lr[scale].shape[0] - p + 1 for i in picks]))
+    xs = rng.integers(0, np.array([images.images[i].lr[scale].shape[1] - p + 1 for i in picks]))
+    flips, turns = rng.integers(0, 2, size=count), rng.integers(0, 4, size=count)
+    lrs, hrs = [], []
+    for n, i in enumerate(picks):
+        y, x = int(ys[n]), int(xs[n])
+        lr = images.images[i].lr[scale][y : y + p, x : x + p]
+        hr = images.images[i].hr[y * scale : (y + p) * scale, x * scale : (x + p) * scale]
+        if augment:
+            if flips[n]:
+                lr, hr = lr[:, ::-1], hr[:, ::-1]
+            lr, hr = np.rot90(lr, turns[n]), np.rot90(hr, turns[n])
+        lrs.append(lr)
+        hrs.append(hr)
+    return np.stack(lrs), np.stack(hrs)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_the_batched_gather_equals_a_per_patch_loop(tmp_path, augment) -> None:
+    # Different sizes (zero padding in the packed tensors) and non-square images, every scale.
+    d = _write_images(tmp_path / "hr", [(60, 45), (37, 70), (48, 48)])
+    images = TrainImages([d], (2, 3, 4), patch_size=7)
+    packed = images.pack()
+    for scale in (2, 3, 4):
+        got = _nhwc(*packed.sample(np.random.default_rng(scale), scale, 40, augment))
+        want = _reference_patches(images, np.random.default_rng(scale), scale, 40, augment)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
 
 
 def test_one_scale_per_step_drawn_uniformly() -> None:
@@ -123,8 +162,8 @@ def test_small_images_are_left_out_of_large_scales(tmp_path) -> None:
     images = TrainImages([d], (2, 4), patch_size=16)  # x4 needs 64x64 HR
     assert images.skipped == {2: 0, 4: 1}
     assert list(images.eligible[4]) == [1]
-    lr, hr = images.sample(np.random.default_rng(0), 4, 3, True)
-    assert hr.shape == (3, 64, 64, 3)
+    lr, hr = images.pack().sample(np.random.default_rng(0), 4, 3, True)
+    assert hr.shape == (3, 3, 64, 64)
 
 
 def test_missing_empty_and_too_small_data_fail_clearly(tmp_path) -> None:

@@ -55,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on GPUs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step's forward pass")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="end the run within this wall time: after a warm-up the speed is measured and the "
+                        "steps (at most --steps) and the learning-rate schedule are fitted to the budget")
+    p.add_argument("--lr-schedule", choices=("step", "cosine"),
+                   help="step: x lr_decay_factor every --lr-decay-steps (paper, default); cosine: down to "
+                        "lr x lr_decay_factor at the last step")
     p.add_argument("--lr-cache", metavar="DIR", help="cache bicubic LR images in DIR across runs")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its latest checkpoint")
     p.add_argument("--force", action="store_true", help="start over in a non-empty RUN_DIR (deletes its outputs)")

@@ -84,6 +84,7 @@ def build_manifest(
     """The manifest of one artifact (plain JSON types only)."""
     from datetime import datetime, timezone
 
+    from ..precision import get_precision
     from ..runtimes import contract_json
 
     return {
@@ -94,6 +95,7 @@ def build_manifest(
         "model": model,
         "scale": scale,
         "precision": precision,
+        "precision_details": get_precision(precision).to_json(),  # the precision table's row
         "image_io": image_io,
         "contract": contract_json(scale, shape, image_io),
         "shape": shape.to_json(),

@@ -4,6 +4,8 @@ Modules, one job each:
 
 * :mod:`.config` - :class:`TrainConfig` (paper defaults), config files, CLI overrides;
 * :mod:`.patches` - training images, cached bicubic LR, random patch batches;
+* :mod:`.packed` - the images as device tensors, patches cut in one batched gather;
+* :mod:`.schedule` - learning-rate schedules and the ``--time-budget`` plan;
 * :mod:`.validate` - validation PSNR with the ``carn-eval`` protocol;
 * :mod:`.state` - checkpoints (safetensors model + weights-only training state);
 * :mod:`.distributed` - device choice and torchrun / DDP setup;

@@ -23,7 +23,8 @@ MULTI_SCALES = PAPER_SCALES
 #: Fields that may differ from the saved config when resuming: they control the run
 #: (length, reporting, hardware), not the recipe. ``steps`` may grow to train longer.
 RESUMABLE_FIELDS = frozenset(
-    {"steps", "val", "val_every", "checkpoint_every", "log_every", "workers", "device", "threads", "lr_cache", "bf16"}
+    {"steps", "val", "val_every", "checkpoint_every", "log_every", "workers", "device", "threads", "lr_cache", "bf16",
+     "channels_last", "compile", "time_budget"}
 )
 
 
@@ -46,7 +47,8 @@ class TrainConfig:
     patch_size: int = 64  # LR patch side; the HR patch is patch_size * scale
     lr: float = 1e-4
     lr_decay_steps: int = 400_000  # the learning rate is multiplied by lr_decay_factor this often
-    lr_decay_factor: float = 0.5
+    lr_decay_factor: float = 0.5  # also the final value of the cosine schedule, as a share of lr
+    lr_schedule: str = "step"  # "step" (paper) or "cosine"; both end at lr * lr_decay_factor
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     loss: str = "l1"  # "l1" (paper) or "l2"
@@ -59,6 +61,9 @@ class TrainConfig:
     workers: int = 0  # DataLoader worker processes assembling batches
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     bf16: bool = False  # bfloat16 autocast (CUDA only)
+    channels_last: bool = False  # NHWC memory format for the model and batches (faster convs on GPUs)
+    compile: bool = False  # torch.compile the training forward pass
+    time_budget: float = 0.0  # seconds of wall time for the whole run; 0: off (--steps decides)
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     lr_cache: str | None = None  # folder caching bicubic LR images across runs
 
@@ -194,6 +199,8 @@ def validate(cfg: TrainConfig) -> None:
         (all(0 <= b < 1 for b in cfg.betas), "betas must be in [0, 1)"),
         (cfg.eps > 0, "eps must be positive"),
         (cfg.loss in ("l1", "l2"), f"loss must be 'l1' or 'l2', not {cfg.loss!r}"),
+        (cfg.lr_schedule in ("step", "cosine"), f"lr_schedule must be 'step' or 'cosine', not {cfg.lr_schedule!r}"),
+        (cfg.time_budget >= 0 and math.isfinite(cfg.time_budget), "time_budget must be >= 0 seconds (0: off)"),
         (cfg.grad_clip >= 0, "grad_clip must be >= 0 (0 disables clipping)"),
         (cfg.seed >= 0, "seed must be >= 0"),
         (cfg.val_every >= 0, "val_every must be >= 0 (0: validate only at the end)"),

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from dataclasses import dataclass
+import tempfile
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from .history import History
 from .patches import PatchBatches, TrainImages
 from .progress import StepTimer, TrainProgress
 from .rundir import RunDir
+from .schedule import PLAN_AFTER_STEPS, WARMUP_STEPS, make_scheduler, plan_steps, stretched_decay_steps
 from .state import list_checkpoints, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from .validate import Validator
 
@@ -115,6 +118,7 @@ def train_step(
     device: torch.device,
     bf16: bool = False,
     grad_clip: float = 0.0,
+    channels_last: bool = False,
 ) -> torch.Tensor:
     """One optimisation step on a uint8 NCHW batch; returns the (detached, on-device) loss.
 
@@ -124,7 +128,9 @@ def train_step(
     """
     lr = lr_u8.to(device, non_blocking=True).float().div_(255.0)
     hr = hr_u8.to(device, non_blocking=True).float().div_(255.0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    if channels_last:
+        lr = lr.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with autocast:
         sr = net(lr, scale)
     loss = loss_fn(sr.float(), hr)
@@ -141,6 +147,7 @@ class _Trainer:
     def __init__(
         self, cfg: TrainConfig, run: RunDir, ctx: DistContext, resume: bool, force: bool, progress: bool
     ) -> None:
+        self.t0 = time.perf_counter()  # the budget counts from here: data preparation is part of the run
         self.cfg, self.run_dir, self.ctx = cfg, run, ctx
         self.resume, self.force = resume, force
         self.out = TrainProgress(cfg.steps, 0, enabled=progress, active=ctx.is_main)
@@ -209,7 +216,8 @@ class _Trainer:
                 state = load_checkpoint(path, self.model)
                 self.history.load_state_dict(state["history"])
                 self.history.rows = [r for r in self.history.rows if r["step"] <= step]
-                payload = [{k: state[k] for k in ("step", "optimizer", "scheduler", "rng", "elapsed_s")}]
+                keys = ("step", "optimizer", "scheduler", "rng", "elapsed_s", "wall_s", "plan")
+                payload = [{k: state[k] for k in keys if k in state}]
                 if state.get("world_size") != ctx.world_size:
                     self.out.print(
                         f"note: resuming with {ctx.world_size} process(es), the checkpoint was made with "
@@ -232,16 +240,22 @@ class _Trainer:
         cfg, ctx = self.cfg, self.ctx
         self.model.to(ctx.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=cfg.lr_decay_steps, gamma=cfg.lr_decay_factor
-        )
+        # total() is read at every step: a time-budgeted run learns its length only after a warm-up.
+        self.scheduler = make_scheduler(self.optimizer, cfg.lr_schedule, cfg.lr_decay_steps, cfg.lr_decay_factor,
+                                        total=lambda: self.cfg.steps)  # fmt: skip
         self.elapsed = 0.0
+        self.wall_before = 0.0  # wall time of earlier sessions of this run (for --time-budget)
+        self.plan: dict[str, int] | None = None
         if self.resume_state:
             self.optimizer.load_state_dict(self.resume_state["optimizer"])
             self.scheduler.load_state_dict(self.resume_state["scheduler"])
             restore_rng(self.resume_state["rng"], ctx.device)
             self.elapsed = float(self.resume_state["elapsed_s"])
+            self.wall_before = float(self.resume_state.get("wall_s", self.elapsed))
+            self.plan = self.resume_state.get("plan")
         if ctx.distributed:
             # Multi-scale steps leave the other scales' branches unused; every rank uses the
             # same scale in a step, so those parameters are unused on all ranks alike.
@@ -252,6 +266,8 @@ class _Trainer:
             )
         else:
             self.net = self.model
+        if cfg.compile:
+            self.net = torch.compile(self.net)  # validation and saving use the plain module
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -265,16 +281,7 @@ class _Trainer:
             self.out.print(f"nothing to do: the checkpoint is at step {start} and --steps is {cfg.steps}")
             return self._finish(cfg.steps, last_val=None)
 
-        batches = PatchBatches(
-            self.images, cfg.batch_size // ctx.world_size, cfg.seed, rank=ctx.rank, augment=cfg.augment
-        )
-        loader = DataLoader(
-            batches,
-            batch_size=None,  # an item is already a whole batch
-            sampler=range(start, cfg.steps),
-            num_workers=cfg.workers,
-            pin_memory=ctx.device.type == "cuda",
-        )
+        batches = self._batches(start)
         loss_fn = make_loss(cfg.loss)
         timer = StepTimer()
         # float64 keeps long averages exact enough; MPS has no float64.
@@ -283,24 +290,33 @@ class _Trainer:
         loss_count = 0
         interval_time = 0.0
         last_val: dict[str, float] | None = None
+        plan_at = start + PLAN_AFTER_STEPS if cfg.time_budget and self.plan is None else None
+        warm_mark = 0.0  # wall clock when the warm-up ended: the plan's speed includes log rows
+        done = start
         self.net.train()
         with self.out:
             self.out.update(start, None, None, float("nan"))
             timer.reset()
-            for done, (scale, lr_u8, hr_u8) in enumerate(loader, start=start + 1):
+            for done, (scale, lr_u8, hr_u8) in enumerate(batches, start=start + 1):
                 step_lr = self.optimizer.param_groups[0]["lr"]
                 loss = train_step(
                     self.net, self.optimizer, self.scheduler, lr_u8, hr_u8, int(scale), loss_fn,
-                    ctx.device, cfg.bf16, cfg.grad_clip,
+                    ctx.device, cfg.bf16, cfg.grad_clip, cfg.channels_last,
                 )
                 loss_sum += loss
                 loss_count += 1
                 interval_time += timer.lap()  # includes waiting for the batch
+                if plan_at is not None and done == start + WARMUP_STEPS:
+                    warm_mark = self._synced_clock()
+                speed_for_plan = (done - start - WARMUP_STEPS) / (self._synced_clock() - warm_mark) \
+                    if done == plan_at else None
 
-                final = done == cfg.steps
+                planning = done == plan_at
+                stop = self._over_budget() if cfg.time_budget and done % cfg.log_every == 0 else False
+                final = done == self.cfg.steps or stop
                 # Decided from the config alone: every rank must agree, as a log row is a collective.
-                validate = bool(cfg.val) and (final or (cfg.val_every > 0 and done % cfg.val_every == 0))
-                checkpoint = final or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0)
+                validate = bool(cfg.val) and (final or planning or (cfg.val_every > 0 and done % cfg.val_every == 0))
+                checkpoint = final or planning or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0)
                 if not (validate or checkpoint or done % cfg.log_every == 0):
                     self.out.update(done, None, None, timer.steps_per_s)
                     continue
@@ -313,7 +329,9 @@ class _Trainer:
                     )
                 self.elapsed += interval_time
                 speed = loss_count / interval_time if interval_time > 0 else float("nan")
+                t_val = time.perf_counter()
                 val = self._validate() if validate and ctx.is_main and self.validator else None
+                t_val = time.perf_counter() - t_val
                 if val:
                     last_val = val
                 if ctx.is_main:
@@ -324,15 +342,97 @@ class _Trainer:
                     # Without a bar, checkpoints also print a line: batch logs show the run is alive.
                     if val or (checkpoint and not self.out.bar_on):
                         self.out.print(self._status(done, mean_loss, row["val_psnr"], speed))
-                    if checkpoint:
-                        self._save_checkpoint(done)
+                    if planning:
+                        self._plan(done, speed_for_plan or float("nan"), t_val)
+                if planning:
+                    self._share_plan()  # before the checkpoint: a resume from it follows the plan
+                if ctx.is_main and checkpoint:
+                    self._save_checkpoint(done)
+                if stop:
+                    self.out.print(f"time budget of {cfg.time_budget:.0f} s reached at step {done} "
+                                   f"(planned {self.cfg.steps}): stopping cleanly")
+                    break
                 loss_sum.zero_()
                 loss_count = 0
                 interval_time = 0.0
                 last = self.history.last_val() if ctx.is_main else None
                 self.out.update(done, mean_loss, last["val_psnr"] if last else None, timer.steps_per_s)
                 timer.reset()  # validation and checkpoint time is not step time
-        return self._finish(cfg.steps, last_val)
+                if done >= self.cfg.steps:
+                    break
+        return self._finish(done, last_val)
+
+    def _batches(self, start: int):
+        """(scale, lr, hr) per step from ``start`` to ``cfg.steps`` (a planned run may stop earlier).
+
+        Without worker processes the images are packed on the training device (when it has room)
+        and each batch is cut there; with workers they stay in host memory and the workers cut.
+        """
+        cfg, ctx = self.cfg, self.ctx
+        device = ctx.device if cfg.workers == 0 else torch.device("cpu")
+        source = PatchBatches(self.images, cfg.batch_size // ctx.world_size, cfg.seed, rank=ctx.rank,
+                              augment=cfg.augment, device=device)  # fmt: skip
+        if cfg.workers == 0:
+            return (source[t] for t in range(start, cfg.steps))
+        return DataLoader(source, batch_size=None, sampler=range(start, cfg.steps), num_workers=cfg.workers,
+                          pin_memory=ctx.device.type == "cuda")  # fmt: skip
+
+    # --- the time budget ---------------------------------------------------------------------
+
+    def wall_s(self) -> float:
+        """Wall time this run has used so far, earlier sessions included."""
+        return self.wall_before + (time.perf_counter() - self.t0)
+
+    def _over_budget(self) -> bool:
+        """Whether the budget is spent (decided on rank 0, shared: every rank stops at the same step)."""
+        flag = [self.wall_s() >= self.cfg.time_budget] if self.ctx.is_main else [False]
+        if self.ctx.distributed:
+            dist.broadcast_object_list(flag, src=0)
+        return bool(flag[0])
+
+    def _synced_clock(self) -> float:
+        """Wall clock after the device finished its queued work (GPU steps run ahead of Python)."""
+        if self.ctx.device.type == "cuda":
+            torch.cuda.synchronize(self.ctx.device)
+        return time.perf_counter()
+
+    def _plan(self, done: int, steps_per_s: float, val_s: float) -> None:
+        """Fix the run's length from the measured speed so that it ends within the budget (rank 0)."""
+        cfg = self.cfg
+        with tempfile.TemporaryDirectory(prefix="carn-ckpt-timing-") as tmp:  # what one checkpoint costs here
+            checkpoint_s = time.perf_counter()
+            save_checkpoint(Path(tmp), self.model, cfg.model, {"step": done, "optimizer": self.optimizer.state_dict()})
+            checkpoint_s = time.perf_counter() - checkpoint_s
+        logs_s = time.perf_counter()  # the end writes the logs and the curves too (matplotlib is slow to start)
+        self._write_logs()
+        logs_s = time.perf_counter() - logs_s
+        more = plan_steps(
+            cfg.time_budget - self.wall_s(), steps_per_s, val_every=cfg.val_every if cfg.val else 0, val_s=val_s,
+            checkpoint_every=cfg.checkpoint_every, checkpoint_s=checkpoint_s, final_s=val_s + checkpoint_s + logs_s,
+        )  # fmt: skip
+        planned = max(done, min(cfg.steps, done + more))
+        decay = stretched_decay_steps(cfg.lr_decay_steps, cfg.steps, planned)
+        self.plan = {"at_step": done, "steps": planned, "lr_decay_steps": decay, "upper_bound": cfg.steps}
+        self.out.print(
+            f"time budget {cfg.time_budget:.0f} s: {steps_per_s:.2f} steps/s measured, validation {val_s:.1f} s; "
+            f"planned {planned} steps ({cfg.lr_schedule} schedule ends there"
+            + (f", decay every {decay} steps)" if cfg.lr_schedule == "step" else ")")
+        )
+
+    def _share_plan(self) -> None:
+        """Apply the plan on every rank and keep it in config.json, so that --resume follows it."""
+        payload = [self.plan]
+        if self.ctx.distributed:
+            dist.broadcast_object_list(payload, src=0)
+        self.plan = payload[0]
+        assert self.plan is not None
+        self.cfg = replace(self.cfg, steps=self.plan["steps"], lr_decay_steps=self.plan["lr_decay_steps"])
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.StepLR):
+            self.scheduler.step_size = self.cfg.lr_decay_steps
+        self.out.total = self.cfg.steps
+        if self.ctx.is_main:
+            with atomic_output(self.run_dir.config, force=True) as tmp:
+                self.cfg.save(tmp)
 
     def _mean_loss(self, loss_sum: torch.Tensor, count: int) -> float:
         """Mean loss of the interval over every rank (the loss of the global batch)."""
@@ -353,6 +453,8 @@ class _Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(self.ctx.device),
             "elapsed_s": self.elapsed,
+            "wall_s": self.wall_s(),
+            **({"plan": self.plan} if self.plan else {}),
             "world_size": self.ctx.world_size,
             "history": self.history.state_dict(),
         }

@@ -1,8 +1,8 @@
 """Training images and random patch batches.
 
 HR images are read once; their LR versions are made once per scale with the project's
-MATLAB-exact bicubic (optionally cached on disk) and kept in memory, so a batch is only
-numpy slicing plus flips/rotations.
+MATLAB-exact bicubic (optionally cached on disk), then packed into tensors on the training
+device (:mod:`.packed`), so a batch is one gather there, flips and rotations included.
 
 All sampling randomness is derived from ``(seed, step, rank)`` through
 :func:`step_rng`: batch ``t`` is the same whatever happened before it, which makes
@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from ..data import IMAGE_SUFFIXES, load_rgb
 from ..imresize import bicubic_downscale
+from .packed import PackedImages
 
 # Part of every cache key: bump it if the LR-making algorithm ever changes.
 _LR_ALGORITHM = "matlab-bicubic-v1"
@@ -174,33 +175,10 @@ class TrainImages:
     def __len__(self) -> int:
         return len(self.images)
 
-    def sample(self, rng: np.random.Generator, scale: int, count: int, augment: bool) -> tuple[np.ndarray, np.ndarray]:
-        """``count`` random (LR, HR) patch pairs at ``scale`` as uint8 arrays (N, p, p, 3), (N, sp, sp, 3)."""
-        p = self.patch_size
-        pool = self.eligible[scale]
-        picks = pool[rng.integers(len(pool), size=count)]
-        heights = np.array([self.images[i].lr[scale].shape[0] - p + 1 for i in picks])
-        widths = np.array([self.images[i].lr[scale].shape[1] - p + 1 for i in picks])
-        ys = rng.integers(0, heights)
-        xs = rng.integers(0, widths)
-        flips = rng.integers(0, 2, size=count)
-        turns = rng.integers(0, 4, size=count)
-        lr_out = np.empty((count, p, p, 3), dtype=np.uint8)
-        hr_out = np.empty((count, p * scale, p * scale, 3), dtype=np.uint8)
-        for n, i in enumerate(picks):
-            im = self.images[i]
-            y, x = int(ys[n]), int(xs[n])
-            lr = im.lr[scale][y : y + p, x : x + p]
-            # LR pixel (y, x) covers HR pixels [y*s, (y+1)*s): the patches stay aligned.
-            hr = im.hr[y * scale : (y + p) * scale, x * scale : (x + p) * scale]
-            if augment:
-                if flips[n]:
-                    lr, hr = lr[:, ::-1], hr[:, ::-1]
-                if turns[n]:
-                    lr, hr = np.rot90(lr, turns[n]), np.rot90(hr, turns[n])
-            lr_out[n] = lr
-            hr_out[n] = hr
-        return lr_out, hr_out
+    def pack(self, device: torch.device | str = "cpu") -> PackedImages:
+        """These images as tensors for batched patch cutting, on ``device`` when it has room."""
+        return PackedImages([im.hr for im in self.images], {s: [im.lr[s] for im in self.images] for s in self.scales},
+                            self.patch_size, self.eligible, device)  # fmt: skip
 
 
 def _load(path: Path, scales: Sequence[int], cache: LRCache | None) -> TrainImage:
@@ -226,9 +204,11 @@ def _load(path: Path, scales: Sequence[int], cache: LRCache | None) -> TrainImag
 class PatchBatches(Dataset):
     """Map-style dataset whose item ``t`` is the whole batch of step ``t`` for one rank.
 
-    Returns ``(scale, lr, hr)`` with uint8 NCHW tensors; converting to float on the
-    training device keeps host-to-GPU copies four times smaller. Use it with
-    ``DataLoader(batch_size=None, sampler=range(first_step, steps))``.
+    Returns ``(scale, lr, hr)`` with uint8 NCHW tensors, cut in one batched gather from the
+    images packed on ``device`` (:class:`~carn_mobile.train.packed.PackedImages`; the training
+    device when it has room, so batches never cross the bus); converting to float happens on the
+    training device. Index it directly, or wrap it in ``DataLoader(batch_size=None,
+    sampler=range(first_step, steps))`` with CPU-packed images for worker processes.
     """
 
     def __init__(
@@ -239,8 +219,10 @@ class PatchBatches(Dataset):
         rank: int = 0,
         augment: bool = True,
         steps: int | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
-        self.images = images
+        self.packed = images.pack(device)
+        self.scales = images.scales
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
@@ -253,11 +235,7 @@ class PatchBatches(Dataset):
         return self.steps
 
     def __getitem__(self, step: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        scale = scale_for_step(self.seed, step, self.images.scales)
+        scale = scale_for_step(self.seed, step, self.scales)
         rng = step_rng(self.seed, _PATCH_STREAM, step, self.rank)
-        lr, hr = self.images.sample(rng, scale, self.batch_size, self.augment)
-        return scale, _nchw(lr), _nchw(hr)
-
-
-def _nchw(batch: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+        lr, hr = self.packed.sample(rng, scale, self.batch_size, self.augment)
+        return scale, lr, hr
