@@ -152,7 +152,8 @@ def test_artifact_backend_tiles_within_the_artifacts_largest_side(tmp_path: Path
     up = Upscaler(2, build_model("carn-m", channels=8, scales=(2,)).eval(), tile=None)
     monkeypatch.setattr(up.backend, "max_side", 64, raising=False)
     plan = up.plan(150, 90)
-    assert plan.tile == 64 - 2 * up.overlap and plan.auto
+    assert plan.tile == 64 - 2 * up.overlap and plan.side_limit == 64
+    assert "accepts LR sides up to 64" in up.describe_plan(plan, 150, 90)
     assert max(max(t.y1 - t.y0, t.x1 - t.x0) for t in plan.tiles) <= 64
     assert up.plan(60, 40).tile is None  # fits: one call
 

@@ -8,6 +8,7 @@ interrupted. See docs/upscale.md.
 from __future__ import annotations
 
 import argparse
+import logging
 import warnings
 from collections.abc import Sequence
 
@@ -181,8 +182,19 @@ def print_summary(batch: Batch, console: Console) -> None:
                 console.print(f"  {status:<8} {job.src}: {job.reason}", highlight=False, markup=False)
 
 
+class _NoteHandler(logging.Handler):
+    """The upscaler's info messages (e.g. a backend's one-time export into the cache) as notes on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"[dim]note:[/] {escape(record.getMessage())}", markup=True, highlight=False)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    logger = logging.getLogger("carn_mobile.upscaling.cache")  # tiling notes come with each report
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler(logging.INFO))
+        logger.setLevel(logging.INFO)
     out = make_console()
     # A UsageError is a ValueError: common.run reports it and exits 2, before anything runs.
     target = OutputTarget.parse(args.output)

@@ -44,6 +44,8 @@ class TilePlan:
     tiles: list[Tile]
     auto: bool
     estimated_bytes: int  # of the largest single network call
+    #: The backend's largest accepted LR side, when that (not memory) made the tiles this small.
+    side_limit: int | None = None
 
 
 @dataclass
@@ -136,20 +138,22 @@ class Upscaler:
         else:
             tile = self.tile  # type: ignore[assignment]
         max_side = getattr(self.backend, "max_side", None)
+        side_limit = None
         if max_side is not None and max(height, width) > max_side:
             # The artifact accepts LR sides up to max_side: tiles plus their overlap must fit.
             cap = max_side - 2 * self.overlap
             if cap < 1:
                 raise ValueError(f"the {self.backend.name} artifact accepts LR sides up to {max_side}, too few for "
                                  f"an overlap of {self.overlap}; use another backend")
-            tile, auto = (cap, True) if tile is None else (min(tile, cap), auto)
+            if tile is None or tile > cap:
+                tile, side_limit = cap, max_side
         if tile is not None and tile >= max(height, width):
             tile = None  # one tile covering everything: same as untiled
         tiles = plan_tiles(height, width, tile, self.overlap)
         biggest = max((t.y1 - t.y0) * (t.x1 - t.x0) for t in tiles)
         # The estimate is linear in the area, so the largest box read decides.
         est = estimate_bytes(cfg, self.scale, 1, biggest)
-        return TilePlan(tile, self.overlap, tiles, auto, est)
+        return TilePlan(tile, self.overlap, tiles, auto, est, side_limit)
 
     def describe_plan(self, plan: TilePlan, height: int, width: int) -> str | None:
         """A sentence on the tiling, or ``None`` when the image is run whole."""
@@ -160,6 +164,9 @@ class Upscaler:
             f"{len(plan.tiles)} tiles of up to {plan.tile}x{plan.tile} LR px, overlap {plan.overlap} "
             f"(receptive field radius {float(rf.radius):.2f} LR px)"
         )
+        if plan.side_limit is not None:
+            return (f"tiling: the {self.backend.name} artifact accepts LR sides up to {plan.side_limit}; {what}, "
+                    f"about {format_bytes(plan.estimated_bytes)} per tile")
         if plan.auto:
             full = estimate_bytes(self.backend.config, self.scale, height, width)
             return (

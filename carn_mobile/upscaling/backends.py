@@ -24,7 +24,7 @@ import torch
 from ..models import CARN, CARNConfig
 from ..weights import load_model
 
-log = logging.getLogger("carn_mobile.upscaling")
+log = logging.getLogger("carn_mobile.upscaling.cache")
 
 
 @runtime_checkable
@@ -158,7 +158,8 @@ def cached_artifact(target: str, model: str | None, weights: str | os.PathLike |
         manifest = read_manifest(path)
         if manifest["file"]["sha256"] == sha256_file(path) and manifest["parity"]["status"] == "passed":
             return path
-    log.info("exporting %s x%d to %s once (cached for later runs)", target, scale, path)
+    log.info("first use of the %s backend at x%d: exporting and checking the artifact once, into %s "
+             "(reused while it matches)", target, scale, path)
     export_model(ref.arch, ref.spec, targets=[target], scales=[scale], precision="fp32", out_dir=folder, force=True)
     return path
 
