@@ -242,7 +242,7 @@ def export_model(
     model: str | None = None,
     weights: str | Path | None = None,
     targets: Sequence[str] = ("all",),
-    scales: Sequence[int] | str = "all",
+    scales: Sequence[int] | str | None = "all",
     precision: str | None = None,
     shape: ShapeSpec | None = None,
     image_io: bool = False,
@@ -257,14 +257,15 @@ def export_model(
     """Python API behind ``carn-export``: export ``model`` to every requested target and scale.
 
     ``model=None`` takes the architecture recorded in ``weights``; ``scales`` is a list or a spec
-    (``"all"``: every scale the weights have). Every artifact passes parity before it is written:
+    (``"all"`` or ``None``: every scale the weights have). Every artifact passes parity before it is written:
     a :class:`ParityError` stops the run, or with ``keep_going`` the other jobs run first and
     :class:`ExportIncomplete` reports every failure at the end.
     """
     listener = listener or ExportListener()
     ref = resolve_weights(model, weights)
     net = load_model(weights=ref)
-    wanted = parse_scales(scales, available=net.scales) if isinstance(scales, str) else scales
+    wanted = parse_scales("all" if scales is None else scales if isinstance(scales, str) else list(scales),
+                          available=net.scales)
     jobs, skipped = plan_exports(ref, net.scales, targets, wanted, precision, shape, image_io, out_dir, force)
     listener.planned(ref, jobs, skipped)
     results: list[ExportResult] = []
