@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .precision import EIGHT_BIT_OUTPUT, Tolerance, parity_tolerance
+from .precision import Tolerance, parity_tolerance
 from .runtimes import Runner, RunnerUnavailable, ShapeSpec
 from .testimage import natural_test_image
 
@@ -50,10 +50,7 @@ class ParityPolicy:
 
     def limits(self, precision: str, quantized_output: bool = False) -> dict[str, float]:
         """The limits that apply: ``max_abs`` always, ``min_psnr_db`` for lossy artifacts."""
-        tol = self.overrides.get(precision) or parity_tolerance(precision)
-        if quantized_output:
-            tol = tol.loosest(EIGHT_BIT_OUTPUT)
-        return tol.to_json()
+        return parity_tolerance(precision, quantized_output, self.overrides.get(precision)).to_json()
 
 
 DEFAULT_POLICY = ParityPolicy()

@@ -85,7 +85,10 @@ def list_precisions() -> list[str]:
     return list(PRECISIONS)
 
 
-def parity_tolerance(precision: str | Precision, image_output: bool = False) -> Tolerance:
-    """The gate for an artifact of ``precision``; an 8-bit image output loosens it to its rounding."""
-    tol = get_precision(precision).tolerance
+def parity_tolerance(
+    precision: str | Precision, image_output: bool = False, override: Tolerance | None = None
+) -> Tolerance:
+    """The gate for an artifact of ``precision`` (or ``override`` in its place); an 8-bit image
+    output loosens it to its rounding."""
+    tol = override or get_precision(precision).tolerance
     return tol.loosest(EIGHT_BIT_OUTPUT) if image_output else tol

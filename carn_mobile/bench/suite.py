@@ -61,10 +61,9 @@ def _model_and_weights(name: str, workdir: Path) -> tuple[CARN, str, str]:
     the model is randomly initialised: latency does not depend on the weight values."""
     if is_shipped_name(name):
         return load_model(name), name, f"shipped weights {name!r}"
-    else:
-        net = build_model(name).eval()
-        path = save_weights(net, workdir / f"{name}_random_init.safetensors", arch=name)
-        return net, str(path), "random init (no shipped weights; latency does not depend on values)"
+    net = build_model(name).eval()
+    path = save_weights(net, workdir / f"{name}_random_init.safetensors", arch=name)
+    return net, str(path), "random init (no shipped weights; latency does not depend on values)"
 
 
 def _export(target: str, weights: str, scale: int, lr: WxH, workdir: Path):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..models import CARN, count_params
+from ..precision import get_precision
 
 
 class SuperResolver(nn.Module):
@@ -42,8 +43,6 @@ class HalfPrecision(nn.Module):
 
 def graph_for_precision(module: nn.Module, precision: str) -> nn.Module:
     """``module`` as a target should trace it for ``precision`` (the table's compute dtype)."""
-    from ..precision import get_precision
-
     compute = get_precision(precision).compute_dtype
     if compute == "float32":
         return module

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ..sizes import parse_hxw
+from ..sizes import HxW, parse_hxw
 
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
@@ -120,7 +120,7 @@ class ShapeSpec:
 
 
 def format_hxw(size: Size) -> str:
-    return f"{size[0]}x{size[1]}"
+    return str(HxW(*size))
 
 
 def format_sizes(sizes: tuple[Size, ...]) -> str:

@@ -308,10 +308,9 @@ class _Trainer:
                 interval_time += timer.lap()  # includes waiting for the batch
                 if plan_at is not None and done == start + WARMUP_STEPS:
                     warm_mark = self._synced_clock()
-                speed_for_plan = (done - start - WARMUP_STEPS) / (self._synced_clock() - warm_mark) \
-                    if done == plan_at else None
-
                 planning = done == plan_at
+                if planning:
+                    speed_for_plan = (done - start - WARMUP_STEPS) / (self._synced_clock() - warm_mark)
                 stop = self._over_budget() if cfg.time_budget and done % cfg.log_every == 0 else False
                 final = done == self.cfg.steps or stop
                 # Decided from the config alone: every rank must agree, as a log row is a collective.
@@ -343,7 +342,7 @@ class _Trainer:
                     if val or (checkpoint and not self.out.bar_on):
                         self.out.print(self._status(done, mean_loss, row["val_psnr"], speed))
                     if planning:
-                        self._plan(done, speed_for_plan or float("nan"), t_val)
+                        self._plan(done, speed_for_plan, t_val)
                 if planning:
                     self._share_plan()  # before the checkpoint: a resume from it follows the plan
                 if ctx.is_main and checkpoint:

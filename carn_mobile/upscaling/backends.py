@@ -21,8 +21,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..models import CARN, CARNConfig
-from ..weights import load_model
+from ..models import CARN, CARNConfig, check_scale
+from ..weights import WeightsRef, load_model, resolve_weights
 
 log = logging.getLogger("carn_mobile.upscaling.cache")
 
@@ -48,9 +48,7 @@ class TorchBackend:
     def __init__(self, model: CARN, scale: int, device: str | torch.device = "cpu") -> None:
         if not isinstance(model, CARN):
             raise TypeError(f"the torch backend needs a carn_mobile CARN model, got {type(model).__name__}")
-        if scale not in model.scales:
-            raise ValueError(f"scale x{scale} not available; this model has {list(model.scales)}")
-        self.scale = int(scale)
+        self.scale = check_scale(scale, model.scales)
         self.config = model.config
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -142,14 +140,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CARN_CACHE_DIR") or Path.home() / ".cache" / "carn-mobile")
 
 
-def cached_artifact(target: str, model: str | None, weights: str | os.PathLike | None, scale: int) -> Path:
+def cached_artifact(target: str, ref: WeightsRef, scale: int) -> Path:
     """The cached, parity-checked dynamic ``target`` export of the weights at ``scale`` (made on first use)."""
     from ..export import artifact_filename, export_model, get_target, read_manifest
     from ..fileio import sha256_file
     from ..runtimes import parse_shape
-    from ..weights import resolve_weights
 
-    ref = resolve_weights(model, weights)
     adapter = get_target(target)
     folder = cache_dir() / target / ref.sha256[:16]
     shape = parse_shape("dynamic").with_default_max(adapter.default_max_side)
@@ -169,9 +165,8 @@ def _artifact_factory(name: str, target: str) -> Callable[..., Backend]:
         if isinstance(model, torch.nn.Module):
             raise ValueError(f"the {name} backend exports from a model name or weights file, not a model object")
         net = resolve_model(model, weights)
-        if scale not in net.scales:
-            raise ValueError(f"scale x{scale} not available; this model has {list(net.scales)}")
-        return ArtifactBackend(name, net, cached_artifact(target, model, weights, scale), scale)
+        check_scale(scale, net.scales)
+        return ArtifactBackend(name, net, cached_artifact(target, resolve_weights(model, weights), scale), scale)
 
     return factory
 
