@@ -156,6 +156,9 @@ def test_artifact_backend_tiles_within_the_artifacts_largest_side(tmp_path: Path
     assert "accepts LR sides up to 64" in up.describe_plan(plan, 150, 90)
     assert max(max(t.y1 - t.y0, t.x1 - t.x0) for t in plan.tiles) <= 64
     assert up.plan(60, 40).tile is None  # fits: one call
+    monkeypatch.setattr(up.backend, "max_side", 40, raising=False)  # 40 - 2 * 21 leaves no core
+    with pytest.raises(ValueError, match="accepts LR sides up to 40, too few for an overlap of 21"):
+        up.plan(150, 90)
 
 
 @pytest.mark.parametrize("backend", ["torchscript-lite"])
@@ -261,3 +264,19 @@ def test_consoles_do_not_wrap_when_output_is_not_a_terminal(monkeypatch) -> None
     line = "a sentence that is much longer than eighty columns " * 4
     console.print(line)
     assert buf.getvalue().strip() == line.strip()  # one line, not folded at 80
+
+
+def test_gpu_data_packing_is_lossless_and_refuses_an_empty_source(tmp_path: Path, capsys) -> None:
+    import runpy
+
+    from PIL import Image
+
+    tool = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "pack_gpu_data.py"))
+    assert tool["main"](["--shared", str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 2
+    assert "no images under" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    src = tmp_path / "shared" / "data" / "train" / "T91"
+    src.mkdir(parents=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(src / "a.png")
+    assert tool["main"](["--shared", str(tmp_path / "shared"), "--out", str(tmp_path / "out")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "train" / "T91" / "a.webp").convert("RGB")), pixels)

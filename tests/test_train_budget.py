@@ -71,6 +71,23 @@ def test_cosine_ends_at_the_final_value_and_follows_the_planned_length() -> None
         make_scheduler(opt, "linear", 4, 0.5, total=lambda: 10)
 
 
+def test_bad_budget_and_schedule_values_fail_with_one_line(tmp_path, data, capsys) -> None:
+    from carn_mobile.cli.train import main
+
+    for flags, message in ((["--time-budget", "-5"], "time_budget must be >= 0 seconds"),
+                           (["--time-budget", "nan"], "time_budget must be >= 0 seconds")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            main(["--data", str(data), "--out", str(tmp_path / "run"), *flags])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # checked before anything is written
+    from carn_mobile.train import ConfigError
+
+    with pytest.raises(ConfigError, match="lr_schedule must be 'step' or 'cosine'"):
+        build_config(overrides=_tiny(data, lr_schedule="linear"))
+
+
 # --- a budgeted run ---------------------------------------------------------------------------
 
 
