@@ -160,7 +160,7 @@ def test_globs_and_missing_inputs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert "done 3, skipped 0, failed 2" in out
-    assert "no such file or folder" in out and "pattern matched no image files" in out
+    assert "no such file or folder" in out and "pattern matched no image or video files" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x2.png", "b_x2.png", "c_x2.png"]
 
 

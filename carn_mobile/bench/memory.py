@@ -47,3 +47,23 @@ def peak_memory_mb(fn: Callable[[], object]) -> tuple[float, str]:
     before = _maxrss_kib()
     fn()
     return max(0, _maxrss_kib() - before) / 1024, "maxrss-growth (lower bound)"
+
+
+def peak_rss_mb(fn: Callable[[], object]) -> tuple[float, str]:
+    """Run ``fn`` once; return (the process's resident-set high-water mark during it, in MiB, method).
+
+    The absolute peak, unlike :func:`peak_memory_mb`'s growth, does not depend on how much
+    the allocator happened to hand back before the call: the measure for "memory stays flat".
+    """
+    if _STATUS.is_file() and _can_reset_peak():
+        fn()
+        return _status_kib("VmHWM") / 1024, "linux-vmhwm"
+    fn()
+    return _maxrss_kib() / 1024, "maxrss (process peak so far)"
+
+
+def current_rss_mb() -> float:
+    """The process's resident set now, in MiB (the process peak where ``/proc`` is missing)."""
+    if _STATUS.is_file():
+        return _status_kib("VmRSS") / 1024
+    return _maxrss_kib() / 1024

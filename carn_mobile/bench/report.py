@@ -9,14 +9,18 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
+def machine_sentence(m: dict) -> str:
+    """``Machine: CPU (arch, cores, memory), OS; Python, torch; threads.`` for every report."""
+    return (f"Machine: {m['cpu']} ({m['arch']}, {m['usable_cores']} usable cores, {m['memory_gib']} GiB), "
+            f"{m['os']}; Python {m['python']}, torch {m['torch']}; {m['threads']} threads.")
+
+
 def markdown(report: dict) -> str:
     """A Markdown page: machine, ceilings, and one row per (model, scale, backend)."""
-    m = report["machine"]
     lines = [
         "# carn-bench report",
         "",
-        f"Machine: {m['cpu']} ({m['arch']}, {m['usable_cores']} usable cores, {m['memory_gib']} GiB), "
-        f"{m['os']}; Python {m['python']}, torch {m['torch']}; {m['threads']} threads.",
+        machine_sentence(report["machine"]),
         f"Output size {report['settings']['hr']}; {report['settings']['runs']} timed runs after "
         f"{report['settings']['warmup']} warm-up runs; latency is wall-clock per image.",
         "",

@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hr", default="1280x720", help="output size WIDTHxHEIGHT (default 1280x720)")
     p.add_argument("--models", default="carn,carn-m", help="comma-separated models (default carn,carn-m)")
     p.add_argument("--scales", default="2,3,4", help="comma-separated scales (default 2,3,4)")
-    p.add_argument("--backends", default=",".join(backend_targets()),
-                   help=f"comma-separated backends among {', '.join(backend_targets())} (default: all)")
+    p.add_argument("--backends",
+                   help=f"comma-separated backends among {', '.join(backend_targets())} (default: all; "
+                        "with --video: torch,onnxruntime)")
     p.add_argument("--threads", type=_positive, default=2, help="CPU threads for every engine (default 2)")
     p.add_argument("--runs", type=_positive, default=10, help="timed runs per measurement (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs (default 2)")
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plot", metavar="FILE.png", help="latency plot; the PSNR vs Mult-Adds plot goes to FILE_quality.png"
     )
+    p.add_argument("--video", action="store_true",
+                   help="video throughput instead: CARN-M x2 640x360 and x4 480x270 clips, pipeline fps against the "
+                        "I/O and model floors, and peak memory for a 10 s and a 60 s clip (needs the video extra)")
+    p.add_argument("--frames", type=_positive, default=24, help="frames per --video case (default 24)")
     p.add_argument("--force", action="store_true", help="overwrite existing report files")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
@@ -59,11 +64,39 @@ def quality_plot_path(plot: Path) -> Path:
     return plot.with_name(plot.stem + "_quality" + plot.suffix)
 
 
+def _video(args: argparse.Namespace) -> int:
+    from ..bench.video import VIDEO_BACKENDS, VideoBenchSettings, run_video_benchmark, video_markdown
+    from ..upscaling.backends import available_backends
+    from ..upscaling.video_io import av_module
+
+    av_module()  # the install hint before minutes of work
+    known = available_backends()
+    backends = _names(args.backends, known, "backend") if args.backends else list(VIDEO_BACKENDS)
+    for path in [Path(p) for p in (args.json, args.markdown) if p]:
+        check_writable(path, args.force)
+    settings = VideoBenchSettings(backends=backends, frames=args.frames, threads=args.threads)
+    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  disable=args.no_progress, transient=True) as bar:
+        task = bar.add_task("carn-bench --video")
+        report = run_video_benchmark(settings, lambda message: bar.update(task, description=message))
+    text = video_markdown(report)
+    make_console().print(text, markup=False, highlight=False)
+    if args.json:
+        with atomic_output(args.json, force=args.force) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        with atomic_output(args.markdown, force=args.force) as tmp:
+            tmp.write_text(text)
+    return 0
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.video:
+        return _video(args)
     hr = parse_wxh(args.hr)
     models = _names(args.models, list_models(), "model")
-    backends = _names(args.backends, list(backend_targets()), "backend")
+    backends = _names(args.backends or ",".join(backend_targets()), list(backend_targets()), "backend")
     scales = parse_scales(args.scales, PAPER_SCALES)  # the models are built by name: x2/x3/x4
     if args.warmup < 0:
         raise ValueError("--warmup must be >= 0")

@@ -1,8 +1,8 @@
-"""``carn-upscale``: super-resolve image files, folders and globs with CARN / CARN-M.
+"""``carn-upscale``: super-resolve image and video files, folders and globs with CARN / CARN-M.
 
-Exit codes: 0 every image done (or skipped because its output exists), 1 at least one image
+Exit codes: 0 every input done (or skipped because its output exists), 1 at least one input
 failed (the others were processed), 2 usage or setup error (nothing processed), 130
-interrupted. See docs/upscale.md.
+interrupted. See docs/upscale.md and docs/video.md.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,7 +23,11 @@ from ..upscaling.backends import available_backends
 from ..upscaling.batch import Batch, BatchListener, Job, OutputTarget, check_output_dir, plan, process
 from ..upscaling.image import DEFAULT_MAX_PIXELS, FORMATS
 from ..upscaling.memory import DEFAULT_MAX_MEMORY, format_bytes, parse_bytes, parse_count
+from ..upscaling.video import VideoOptions, VideoReport, parse_seconds
+from ..upscaling.video_io import DEFAULT_CRF, check_encoder
 from .common import err_console, exit_with, make_console
+
+T = TypeVar("T")
 
 
 def _tile(text: str) -> int:
@@ -45,45 +50,56 @@ def _overlap(text: str) -> int:
     return value
 
 
-def _size(text: str) -> int:
-    try:
-        return parse_bytes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser whose ValueError message is meant for the user."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
-def _count(text: str) -> int:
-    try:
-        return parse_count(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _int_within(what: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise ValueError(f"{what} must be a whole number within {low}..{high}, got {text!r}")
+        return value
+
+    return _arg(parse)
 
 
-def _quality(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"quality must be a whole number within 1..100, got {text!r}")
-    return value
+_size = _arg(parse_bytes)
+_count = _arg(parse_count)
+_seconds = _arg(parse_seconds)
+_quality = _int_within("quality", 1, 100)
+_crf = _int_within("crf", 0, 63)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="carn-upscale",
         description=(
-            "Super-resolve images with CARN / CARN-M. INPUT: files, folders (not recursive) or quoted "
-            "globs ('photos/**/*.jpg'). Outputs are <stem>_x<scale>.<ext>, beside explicit files or in -o DIR."
+            "Super-resolve images and videos with CARN / CARN-M. INPUT: files, folders (not recursive) or "
+            "quoted globs ('photos/**/*.jpg'). Outputs are <stem>_x<scale>.<ext>, beside explicit files or in -o DIR. "
+            "A video (recognised by probing) keeps its audio, subtitles, timestamps and rotation."
         ),
-        epilog="Exit codes: 0 all done or skipped, 1 some images failed, 2 usage error. Details: docs/upscale.md",
+        epilog="Exit codes: 0 all done or skipped, 1 some inputs failed, 2 usage error. "
+               "Details: docs/upscale.md, docs/video.md",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or globs")
     p.add_argument(
         "-o",
         "--output",
         metavar="OUT",
-        help="output folder, or a file name (.png/.jpg/.webp) for a single input; default: beside each input file",
+        help="output folder, or a file name (.png/.jpg/.webp; .mp4/.mkv/.mov/.webm/... for a video) for a single "
+             "input; default: beside each input file",
     )
     p.add_argument("--scale", type=int, required=True, choices=SUPPORTED_SCALES,
                    help="upscaling factor: 2, 3 or 4 (8 if the model has it)")
@@ -122,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (default: the -o FILE suffix, else the input's if png/jpg/webp, else png)",
     )
     p.add_argument("--quality", type=_quality, default=95, help="JPEG/WebP quality 1..100 (default 95)")
+    video = p.add_argument_group("video")
+    video.add_argument("--codec", metavar="ENCODER",
+                       help="video encoder, e.g. libx264, libx265, libvpx-vp9 (default: H.264 for .mp4/.mov/.mkv, "
+                            "VP9 for .webm)")
+    video.add_argument("--crf", type=_crf, default=DEFAULT_CRF,
+                       help=f"constant rate factor 0..63, lower is better (default {DEFAULT_CRF})")
+    video.add_argument("--start", type=_seconds, metavar="T", help="start at T (seconds or [HH:]MM:SS[.ms])")
+    video.add_argument("--duration", type=_seconds, metavar="T", help="take T of the clip from --start")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
@@ -142,8 +166,9 @@ class ProgressDisplay(BatchListener):
 
     def __init__(self, bar: Progress, console: Console, show: bool) -> None:
         self.bar, self.console, self.show = bar, console, show
-        self.images = bar.add_task("images", total=None)
+        self.images = bar.add_task("inputs", total=None, fps="")
         self.tiles = None
+        self.frames = None
 
     def started(self, job: Job, pending: int) -> None:
         self.bar.update(self.images, total=pending)
@@ -151,13 +176,24 @@ class ProgressDisplay(BatchListener):
     def tile(self, job: Job, done: int, total: int) -> None:
         if total > 1 and self.show:
             if self.tiles is None:
-                self.tiles = self.bar.add_task("  tiles", total=total)
+                self.tiles = self.bar.add_task("  tiles", total=total, fps="")
             self.bar.update(self.tiles, completed=done)
+
+    def frame(self, job: Job, done: int, total: int | None, elapsed: float) -> None:
+        if not self.show:
+            return
+        if self.frames is None:
+            self.frames = self.bar.add_task("  frames", total=total, fps="")
+        fps = f"{done / elapsed:.2f} fps" if elapsed > 0 else ""
+        self.bar.update(self.frames, completed=done, total=max(total or 0, done) or None, fps=fps)
 
     def finished(self, job: Job) -> None:
         if self.tiles is not None:
             self.bar.remove_task(self.tiles)
             self.tiles = None
+        if self.frames is not None:
+            self.bar.remove_task(self.frames)
+            self.frames = None
         if job.status == "done" and job.report is not None:
             for note in job.report.notes:
                 self.console.print(f"[dim]{escape(str(job.src))}:[/] {escape(note)}", markup=True, highlight=False)
@@ -175,7 +211,8 @@ def print_summary(batch: Batch, console: Console) -> None:
     for job in batch.jobs:
         if job.status == "done" and job.report is not None:
             w, h = job.report.output_size
-            console.print(f"  done     {job.src} -> {job.dst} ({w}x{h})", highlight=False, markup=False)
+            extra = f"; {job.report.summary()}" if isinstance(job.report, VideoReport) else ""
+            console.print(f"  done     {job.src} -> {job.dst} ({w}x{h}{extra})", highlight=False, markup=False)
     for status in ("skipped", "failed"):
         for job in batch.jobs:
             if job.status == status:
@@ -197,6 +234,8 @@ def _main(argv: Sequence[str] | None) -> int:
         logger.setLevel(logging.INFO)
     out = make_console()
     # A UsageError is a ValueError: common.run reports it and exits 2, before anything runs.
+    if args.codec is not None:
+        check_encoder(args.codec)  # a misspelt encoder is a usage error, found before any work
     target = OutputTarget.parse(args.output)
     batch = plan(args.inputs, target, args.scale, args.format, args.force)
     if batch.pending:
@@ -220,12 +259,14 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     if not upscaler.exact:
         err_console.print(f"[yellow]warning:[/] --{upscaler.overlap_warning()}", markup=True, highlight=False)
-    show = not args.no_progress and len(batch.pending) > 1
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
+    videos = any(job.kind == "video" for job in batch.pending)
+    show = not args.no_progress and (len(batch.pending) > 1 or videos)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, disable=not show, transient=False) as bar:
         process(batch, upscaler, quality=args.quality, force=args.force,
-                listener=ProgressDisplay(bar, err_console, show))
+                listener=ProgressDisplay(bar, err_console, show),
+                video=VideoOptions(codec=args.codec, crf=args.crf, start=args.start, duration=args.duration))
     print_summary(batch, out)
     return exit_code(batch)
 

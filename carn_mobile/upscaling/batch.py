@@ -12,6 +12,11 @@ Planning happens before any pixel is decoded, so problems with names show up at 
 
 Each job then runs on its own (:func:`process`): a failure is recorded and the batch goes on. What
 the user sees (progress, summary, exit code) is the ``carn-upscale`` command's business.
+
+Videos go through the same planning: an input is a video when Pillow cannot read it as an
+image and FFmpeg opens it with a video stream (:func:`input_kind`), whatever its suffix; its
+output keeps the container (``<stem>_x{scale}.mp4``) and is made by
+:func:`~.video.upscale_video_file`.
 """
 
 from __future__ import annotations
@@ -26,9 +31,14 @@ from typing import Literal
 
 from .api import Upscaler, UpscaleReport, default_output
 from .image import FORMATS, INPUT_SUFFIXES, SUFFIX_FORMATS, ImageError, format_for
+from .video import VideoListener, VideoOptions, VideoReport, default_video_output, upscale_video_file
+from .video_io import ENCODERS, VIDEO_SUFFIXES, is_media_file
 
 Status = Literal["pending", "done", "skipped", "failed"]
+Kind = Literal["image", "video"]
 
+#: ``job.fmt`` of a video job (its container follows the output suffix).
+VIDEO_FORMAT = "video"
 
 
 class UsageError(ValueError):
@@ -44,7 +54,8 @@ class Job:
     fmt: str | None = None
     status: Status = "pending"
     reason: str = ""
-    report: UpscaleReport | None = None
+    report: UpscaleReport | VideoReport | None = None
+    kind: Kind = "image"
 
 
 @dataclass
@@ -62,12 +73,16 @@ class OutputTarget:
         p = Path(text)
         if text.endswith(("/", os.sep)) or p.is_dir() or not p.suffix:
             return cls(p)
-        if p.suffix.lower() not in SUFFIX_FORMATS:
+        if p.suffix.lower() not in SUFFIX_FORMATS and p.suffix.lower() not in ENCODERS:
             raise UsageError(
-                f"-o {text}: unsupported output suffix {p.suffix!r} (use .png, .jpg or .webp, "
-                "or end the path with / for a folder)"
+                f"-o {text}: unsupported output suffix {p.suffix!r} (use .png, .jpg or .webp for images, "
+                f"{', '.join(sorted(ENCODERS))} for videos, or end the path with / for a folder)"
             )
         return cls(p, is_file=True)
+
+    @property
+    def is_video_file(self) -> bool:
+        return self.is_file and self.path is not None and self.path.suffix.lower() in ENCODERS
 
 
 @dataclass
@@ -89,7 +104,30 @@ def _is_glob(text: str) -> bool:
 
 
 def _scan(paths: Sequence[Path]) -> list[Path]:
-    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES and not p.name.startswith("."))
+    suffixes = INPUT_SUFFIXES | VIDEO_SUFFIXES
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+
+
+def _pillow_reads(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.format != "MPEG"  # Pillow identifies MPEG files but cannot decode them
+    except Exception:  # not an image to Pillow (or unreadable: reading it later says why)
+        return False
+
+
+def input_kind(path: Path) -> Kind:
+    """``"image"`` if Pillow reads it, ``"video"`` if FFmpeg opens it as media or the suffix says so.
+
+    Probing, not the name, decides: a clip named ``.bin`` is a video, a PNG named ``.mp4`` an image.
+    """
+    if not path.is_file() or _pillow_reads(path):
+        return "image"
+    if path.suffix.lower() in VIDEO_SUFFIXES or is_media_file(path):
+        return "video"
+    return "image"  # neither: the image reader's error says what is wrong
 
 
 def collect_inputs(specs: Sequence[str]) -> tuple[list[Job], bool]:
@@ -118,7 +156,7 @@ def collect_inputs(specs: Sequence[str]) -> tuple[list[Job], bool]:
                 jobs.append(Job(spec, status="failed", reason=f"cannot list the folder: {exc.strerror or exc}"))
                 continue
             if not found:
-                jobs.append(Job(spec, status="failed", reason="folder contains no image files"))
+                jobs.append(Job(spec, status="failed", reason="folder contains no image or video files"))
             for f in found:
                 add(f)
         elif p.exists() or os.path.islink(p):
@@ -127,7 +165,7 @@ def collect_inputs(specs: Sequence[str]) -> tuple[list[Job], bool]:
             only_files = False
             found = _scan([Path(m) for m in glob.glob(spec, recursive=True)])
             if not found:
-                jobs.append(Job(spec, status="failed", reason="pattern matched no image files"))
+                jobs.append(Job(spec, status="failed", reason="pattern matched no image or video files"))
             for f in found:
                 add(f)
         else:
@@ -141,17 +179,29 @@ def plan(specs: Sequence[str], target: OutputTarget, scale: int, fmt: str | None
         raise UsageError(f"unsupported format {fmt!r}; use one of {', '.join(FORMATS)}")
     jobs, only_files = collect_inputs(specs)
     files = [j for j in jobs if j.status == "pending"]
+    for job in files:
+        job.kind = input_kind(Path(job.src))
+    if target.is_file and files:
+        kind = files[0].kind
+        if kind == "video" and not target.is_video_file:
+            raise UsageError(f"-o {target.path}: the input is a video; name a video file "
+                             f"({', '.join(sorted(ENCODERS))}) or a folder")
+        if kind == "image" and target.is_video_file:
+            raise UsageError(f"-o {target.path} names a video file but the input is an image")
     if target.is_file:
         if len(jobs) != 1:
             raise UsageError(f"-o {target.path} names one output file but there are {len(jobs)} inputs; use -o DIR")
-        suffix_fmt = format_for(target.path)  # type: ignore[arg-type]
-        if fmt is not None and fmt != suffix_fmt:
+        suffix_fmt = VIDEO_FORMAT if target.is_video_file else format_for(target.path)  # type: ignore[arg-type]
+        if fmt is not None and fmt != suffix_fmt and not target.is_video_file:
             raise UsageError(f"--format {fmt} contradicts the output file name {target.path}")
     elif target.path is None and not only_files:
         raise UsageError("folders and globs need -o OUT_DIR, so that outputs never land among the inputs")
     for job in files:
         src = Path(job.src)
-        if target.is_file:
+        if job.kind == "video":
+            job.fmt = VIDEO_FORMAT  # --format is for images; a video keeps its container
+            job.dst = target.path if target.is_file else default_video_output(src, scale, target.path)
+        elif target.is_file:
             job.fmt, job.dst = format_for(target.path), target.path  # type: ignore[arg-type]
         else:
             job.fmt = fmt or format_for(src)
@@ -186,7 +236,10 @@ def _check_outputs(files: list[Job], force: bool) -> None:
         elif dst.is_dir():
             j.status, j.reason = "failed", f"output {dst} is a folder"
         elif (dst.exists() or dst.is_symlink()) and not force:
-            j.status, j.reason = "skipped", f"{dst} exists (pass --force to overwrite)"
+            if j.kind == "video":  # an error, so a script never takes an old clip for the one it asked for
+                j.status, j.reason = "failed", f"{dst} exists; pass --force to overwrite it"
+            else:  # a re-run resumes an image batch
+                j.status, j.reason = "skipped", f"{dst} exists (pass --force to overwrite)"
 
 
 def check_output_dir(target: OutputTarget) -> None:
@@ -219,7 +272,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror}{where}"
-    if isinstance(exc, (ValueError, OSError)):
+    if isinstance(exc, (ValueError, OSError, ImportError)):  # ImportError: a missing extra, with its hint
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -233,12 +286,23 @@ class BatchListener:
     def tile(self, job: Job, done: int, total: int) -> None:
         """``done`` of ``total`` tiles of ``job`` are finished."""
 
+    def frame(self, job: Job, done: int, total: int | None, elapsed: float) -> None:
+        """``done`` frames of the video ``job`` are upscaled (``total`` expected, ``None``: unknown)."""
+
     def finished(self, job: Job) -> None:
         """``job`` is done or failed (see ``job.status`` and ``job.reason``)."""
 
 
+class _FrameRelay(VideoListener):
+    def __init__(self, listener: BatchListener, job: Job) -> None:
+        self.listener, self.job = listener, job
+
+    def frame(self, done: int, total: int | None, elapsed: float) -> None:
+        self.listener.frame(self.job, done, total, elapsed)
+
+
 def process(batch: Batch, upscaler: Upscaler, *, quality: int, force: bool,
-            listener: BatchListener | None = None) -> Batch:
+            listener: BatchListener | None = None, video: VideoOptions | None = None) -> Batch:
     """Upscale every pending job; a failure is recorded on its job and the others go on."""
     listener = listener or BatchListener()
     pending = batch.pending
@@ -249,10 +313,14 @@ def process(batch: Batch, upscaler: Upscaler, *, quality: int, force: bool,
         try:
             if _inode(job.dst) in written:  # e.g. names differing only in case on a case-insensitive disk
                 raise ImageError(f"output {job.dst} is a file this batch already wrote")
-            job.report = upscaler.upscale_file(
-                job.src, job.dst, format=job.fmt, quality=quality, force=force,
-                progress=lambda done, total, job=job: listener.tile(job, done, total),
-            )  # fmt: skip
+            if job.kind == "video":
+                job.report = upscale_video_file(upscaler, job.src, job.dst, options=video, force=force,
+                                                listener=_FrameRelay(listener, job))
+            else:
+                job.report = upscaler.upscale_file(
+                    job.src, job.dst, format=job.fmt, quality=quality, force=force,
+                    progress=lambda done, total, job=job: listener.tile(job, done, total),
+                )  # fmt: skip
             written.add(_inode(job.dst))  # type: ignore[arg-type]
             job.status = "done"
         except KeyboardInterrupt:
