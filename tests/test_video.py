@@ -28,7 +28,14 @@ from carn_mobile.upscaling.video import (  # noqa: E402
     upscale_frames,
     upscale_video_file,
 )
-from carn_mobile.upscaling.video_io import Frame, VideoError, VideoReader, even_size, pick_encoder  # noqa: E402
+from carn_mobile.upscaling.video_io import (  # noqa: E402
+    Frame,
+    VideoError,
+    VideoReader,
+    even_size,
+    pick_encoder,
+    quality_options,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -261,6 +268,11 @@ def test_encoder_choice_and_fallback(monkeypatch):
         pick_encoder(".webm", "libx264")
     with pytest.raises(VideoError, match="an audio encoder"):
         pick_encoder(".mp4", "aac")
+    with pytest.raises(VideoError, match="--crf 60 is outside libx264's range 0..51"):
+        quality_options("libx264", 60, 64, 48, 30.0)
+    assert quality_options("libvpx-vp9", 60, 64, 48, 30.0) == ({"crf": "60", "b": "0"}, None)
+    options, bit_rate = quality_options("mpeg4", 18, 64, 48, 30.0)
+    assert options == {} and bit_rate == int(0.2 * 64 * 48 * 30)
     monkeypatch.setattr(av, "codecs_available", set(av.codecs_available) - {"libx264"})
     name, notes = pick_encoder(".mp4", None)
     assert name != "libx264" and notes == [f"no libx264 encoder in this FFmpeg build: using {name}"]
@@ -338,6 +350,13 @@ def test_cli_existing_output_needs_force(clips, tmp_path, capsys):
     assert out.read_bytes() == b"precious"
     assert run([clips["mp4"], "--scale", "2", "-o", out, "--force"]) == 0
     assert len(frames_of(out)) == 12
+
+
+def test_cli_crf_outside_the_encoders_range(clips, tmp_path, capsys):
+    assert run([clips["mp4"], "--scale", "2", "-o", tmp_path / "o.mp4", "--crf", "60"]) == 1
+    assert "--crf 60 is outside libx264's range 0..51" in capsys.readouterr().out
+    assert not (tmp_path / "o.mp4").exists()
+    assert run([clips["mp4"], "--scale", "2", "-o", tmp_path / "o.webm", "--crf", "60"]) == 0  # VP9 goes to 63
 
 
 def test_cli_usage_errors(clips, tmp_path, capsys):

@@ -24,7 +24,7 @@ from ..upscaling.batch import Batch, BatchListener, Job, OutputTarget, check_out
 from ..upscaling.image import DEFAULT_MAX_PIXELS, FORMATS
 from ..upscaling.memory import DEFAULT_MAX_MEMORY, format_bytes, parse_bytes, parse_count
 from ..upscaling.video import VideoOptions, VideoReport, parse_seconds
-from ..upscaling.video_io import DEFAULT_CRF, check_encoder
+from ..upscaling.video_io import DEFAULT_CRF, MAX_CRF, check_encoder
 from .common import err_console, exit_with, make_console
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ _size = _arg(parse_bytes)
 _count = _arg(parse_count)
 _seconds = _arg(parse_seconds)
 _quality = _int_within("quality", 1, 100)
-_crf = _int_within("crf", 0, 63)
+_crf = _int_within("crf", 0, MAX_CRF)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="video encoder, e.g. libx264, libx265, libvpx-vp9 (default: H.264 for .mp4/.mov/.mkv, "
                             "VP9 for .webm)")
     video.add_argument("--crf", type=_crf, default=DEFAULT_CRF,
-                       help=f"constant rate factor 0..63, lower is better (default {DEFAULT_CRF})")
+                       help=f"constant rate factor, lower is better: 0..51 for x264/x265, 0..{MAX_CRF} for VP9/AV1 "
+                            f"(default {DEFAULT_CRF})")
     video.add_argument("--start", type=_seconds, metavar="T", help="start at T (seconds or [HH:]MM:SS[.ms])")
     video.add_argument("--duration", type=_seconds, metavar="T", help="take T of the clip from --start")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input)")

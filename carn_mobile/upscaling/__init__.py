@@ -11,7 +11,8 @@ Modules: :mod:`.receptive_field` (how far a pixel sees), :mod:`.tiling` (exact t
 :mod:`.memory` (activation estimate, automatic tile size), :mod:`.image` (the pixel type),
 :mod:`.image_read` / :mod:`.image_write` / :mod:`.png16` (real files), :mod:`.backends`
 (inference engines), :mod:`.api` (:class:`Upscaler`, :func:`upscale`), :mod:`.batch` (files,
-folders and globs for the ``carn-upscale`` command).
+folders and globs for the ``carn-upscale`` command), :mod:`.video` / :mod:`.video_io` /
+:mod:`.stages` (clips and frame streams; PyAV is imported only when a video is touched).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .image import ImageData, ImageError, ImageTooLargeError
 from .image_read import read_image
 from .image_write import write_image
 from .receptive_field import ReceptiveField, receptive_field
+from .video import VideoOptions, VideoReport, upscale_frames, upscale_video, upscale_video_file
 
 __all__ = [
     "ApproximateTilingWarning",
@@ -34,11 +36,16 @@ __all__ = [
     "TorchBackend",
     "UpscaleReport",
     "Upscaler",
+    "VideoOptions",
+    "VideoReport",
     "available_backends",
     "create_backend",
     "read_image",
     "receptive_field",
     "upscale",
+    "upscale_frames",
+    "upscale_video",
+    "upscale_video_file",
     "write_image",
 ]
 

@@ -29,7 +29,7 @@ from ..models import CARN
 from .api import Upscaler, same_file
 from .image import ImageData, ImageError, check_pixel_count
 from .stages import DEFAULT_DEPTH, Prefetch, Sink
-from .video_io import DEFAULT_CRF, ENCODERS, Frame, VideoReader, VideoWriter, pick_encoder
+from .video_io import DEFAULT_CRF, ENCODERS, MAX_CRF, Frame, VideoReader, VideoWriter, pick_encoder, quality_options
 
 #: Output suffix when the input's own is not a container we write.
 DEFAULT_VIDEO_SUFFIX = ".mp4"
@@ -46,8 +46,8 @@ class VideoOptions:
     depth: int = DEFAULT_DEPTH  # frames waiting between two stages
 
     def __post_init__(self) -> None:
-        if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 63:
-            raise ValueError(f"crf must be a whole number within 0..63, got {self.crf!r}")
+        if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= MAX_CRF:
+            raise ValueError(f"crf must be a whole number within 0..{MAX_CRF}, got {self.crf!r}")
 
 
 @dataclass
@@ -142,6 +142,7 @@ def upscale_video_file(
         raise ImageError(f"output {dst_path} is the input file itself; refusing to overwrite an input")
     check_writable(dst_path, force)
     encoder, notes = pick_encoder(dst_path.suffix, options.codec)  # before any decoding
+    quality_options(encoder, options.crf, 2, 2, 30.0)  # the CRF range too
     started = time.perf_counter()
     with VideoReader(src_path, start=options.start, duration=options.duration) as reader:
         info = reader.info()

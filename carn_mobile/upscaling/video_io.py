@@ -42,8 +42,15 @@ ENCODERS: dict[str, tuple[str, ...]] = {
     ".avi": ("libx264", "mpeg4"),
 }
 
-#: Constant-quality option per encoder family; others get a bit rate (see :func:`quality_options`).
-_CRF_ENCODERS = frozenset({"libx264", "libx265", "libvpx-vp9", "libvpx", "libsvtav1", "libaom-av1"})
+#: Encoders with a constant-quality (CRF) mode and their CRF range; others get a bit rate
+#: (:func:`quality_options`). x264 silently clamps above 51 and x265 refuses, so the range is checked.
+CRF_RANGES: dict[str, tuple[int, int]] = {
+    "libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libvpx": (4, 63),
+    "libsvtav1": (0, 63), "libaom-av1": (0, 63),
+}
+
+#: The widest CRF any encoder takes: what ``--crf`` accepts before the encoder is known.
+MAX_CRF = max(high for _, high in CRF_RANGES.values())
 
 #: Default constant rate factor: visually near-lossless for H.264 at the cost of a larger file.
 DEFAULT_CRF = 18
@@ -403,8 +410,14 @@ def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
 
 
 def quality_options(encoder: str, crf: int, width: int, height: int, fps: float) -> tuple[dict[str, str], int | None]:
-    """Encoder options for constant quality ``crf``, or a bit rate for encoders without CRF."""
-    if encoder in _CRF_ENCODERS:
+    """Encoder options for constant quality ``crf``, or a bit rate for encoders without CRF.
+
+    Raises :class:`VideoError` for a ``crf`` outside the encoder's range.
+    """
+    if encoder in CRF_RANGES:
+        low, high = CRF_RANGES[encoder]
+        if not low <= crf <= high:
+            raise VideoError(f"--crf {crf} is outside {encoder}'s range {low}..{high}")
         options = {"crf": str(crf)}
         if encoder in ("libvpx-vp9", "libvpx"):
             options["b"] = "0"  # constant quality mode of libvpx needs a zero target bit rate
@@ -555,8 +568,10 @@ class VideoWriter:
 
 
 __all__ = [
+    "CRF_RANGES",
     "DEFAULT_CRF",
     "DEFAULT_PIX_FMT",
+    "MAX_CRF",
     "ENCODERS",
     "VIDEO_SUFFIXES",
     "Frame",
