@@ -388,6 +388,28 @@ def test_a_full_disk_mid_clip_leaves_no_output(up2, clips, tmp_path, monkeypatch
     assert not [t for t in threading.enumerate() if t.name in ("decode", "encode")]
 
 
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 16 KiB tmpfs: a real full disk (needs the right to mount, as root on the CI machine has)."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip() or done.returncode})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_really_full_disk_leaves_no_output(clips, tiny_disk, capsys):
+    out = tiny_disk / "out.mp4"
+    assert run([clips["mp4"], "--scale", "2", "-o", out, "--crf", "0"]) == 1
+    text = capsys.readouterr().out
+    assert f"No space left on device ({out})" in text  # the path asked for, not the temporary file
+    assert list(tiny_disk.iterdir()) == []
+
+
 def test_output_folder_that_cannot_be_created(clips, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")

@@ -176,9 +176,12 @@ def upscale_video_file(
                     listener.frame(done, total, time.perf_counter() - started)
                 sink.close()
                 writer.close()
-            except BaseException:
+            except BaseException as exc:
                 sink.abort()
                 writer.abort()
+                if isinstance(exc, OSError) and exc.filename is not None and Path(exc.filename) == tmp:
+                    # Name the file the user asked for, not the temporary one that is being removed.
+                    raise OSError(exc.errno, exc.strerror or str(exc), str(dst_path)) from None
                 raise
             finally:
                 frames.close()  # before the reader's demuxer closes under the decoding thread
