@@ -43,7 +43,8 @@ ENCODERS: dict[str, tuple[str, ...]] = {
 }
 
 #: Encoders with a constant-quality (CRF) mode and their CRF range; others get a bit rate
-#: (:func:`quality_options`). x264 silently clamps above 51 and x265 refuses, so the range is checked.
+#: (:func:`quality_options`). x264 takes a CRF above 51 without a word and x265 refuses it at
+#: open, so the range is checked before any work.
 CRF_RANGES: dict[str, tuple[int, int]] = {
     "libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libvpx": (4, 63),
     "libsvtav1": (0, 63), "libaom-av1": (0, 63),
