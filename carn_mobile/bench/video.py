@@ -25,8 +25,7 @@ import numpy as np
 from ..sizes import WxH
 from ..testclip import ClipSpec, make_clip
 from ..upscaling.api import Upscaler
-from ..upscaling.stages import Prefetch, Sink
-from ..upscaling.video import VideoListener, upscale_video_file
+from ..upscaling.video import VideoListener, stream_clip, upscale_video_file
 from ..upscaling.video_io import Frame, VideoReader, VideoWriter, av_module, pick_encoder
 from .machine import describe_machine
 from .memory import current_rss_mb, peak_rss_mb
@@ -64,24 +63,14 @@ class _RssSampler(VideoListener):
 
 
 def io_floor_fps(clip: Path, scale: int, out: Path) -> float:
-    """Frames per second of decode + encode alone (nearest-neighbour upscale in place of the model)."""
+    """Frames per second of decode + encode alone: the video pipeline with a nearest-neighbour
+    upscale in place of the model."""
     encoder, _ = pick_encoder(out.suffix, None)
     started = time.perf_counter()
     with VideoReader(clip) as reader:
-        writer = VideoWriter(out, reader, encoder=encoder)
-        sink: Sink = Sink(lambda item: writer.write_frame(*item) if isinstance(item, tuple)
-                          else writer.write_packet(item), name="encode")
-        frames = 0
-        with Prefetch(reader.items(), name="decode") as items:
-            for item in items:
-                if isinstance(item, Frame):
-                    sink.put((item, item.rgb.repeat(scale, axis=0).repeat(scale, axis=1)))
-                    frames += 1
-                else:
-                    sink.put(item)
-        sink.close()
-        writer.close()
-    return frames / (time.perf_counter() - started)
+        streamed = stream_clip(reader, VideoWriter(out, reader, encoder=encoder),
+                               lambda rgb: rgb.repeat(scale, axis=0).repeat(scale, axis=1))
+    return streamed.frames / (time.perf_counter() - started)
 
 
 def decoded_frames(clip: Path) -> list[np.ndarray]:

@@ -64,6 +64,16 @@ def quality_plot_path(plot: Path) -> Path:
     return plot.with_name(plot.stem + "_quality" + plot.suffix)
 
 
+def _write_reports(args: argparse.Namespace, report: dict, markdown_text: str) -> None:
+    """``--json`` and ``--markdown``, each written atomically."""
+    if args.json:
+        with atomic_output(args.json, force=args.force) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        with atomic_output(args.markdown, force=args.force) as tmp:
+            tmp.write_text(markdown_text)
+
+
 def _video(args: argparse.Namespace) -> int:
     from ..bench.video import VIDEO_BACKENDS, VideoBenchSettings, run_video_benchmark, video_markdown
     from ..upscaling.backends import available_backends
@@ -81,12 +91,7 @@ def _video(args: argparse.Namespace) -> int:
         report = run_video_benchmark(settings, lambda message: bar.update(task, description=message))
     text = video_markdown(report)
     make_console().print(text, markup=False, highlight=False)
-    if args.json:
-        with atomic_output(args.json, force=args.force) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-    if args.markdown:
-        with atomic_output(args.markdown, force=args.force) as tmp:
-            tmp.write_text(text)
+    _write_reports(args, report, text)
     return 0
 
 
@@ -125,12 +130,7 @@ def _main(argv: Sequence[str] | None) -> int:
     for scale, c in sorted(report["ceilings"].items()):
         out.print(f"ceiling x{scale}: {c['layer']}: {c['gmacs_per_s']} GMAC/s ({c['engine']})")
     out.print(console_table(report["rows"]))
-    if args.json:
-        with atomic_output(args.json, force=args.force) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-    if args.markdown:
-        with atomic_output(args.markdown, force=args.force) as tmp:
-            tmp.write_text(markdown(report))
+    _write_reports(args, report, markdown(report))
     if args.plot:
         from ..bench.plots import plot_latency, plot_quality_vs_cost, quality_points
 

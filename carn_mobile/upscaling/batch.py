@@ -191,8 +191,8 @@ def plan(specs: Sequence[str], target: OutputTarget, scale: int, fmt: str | None
     if target.is_file:
         if len(jobs) != 1:
             raise UsageError(f"-o {target.path} names one output file but there are {len(jobs)} inputs; use -o DIR")
-        suffix_fmt = VIDEO_FORMAT if target.is_video_file else format_for(target.path)  # type: ignore[arg-type]
-        if fmt is not None and fmt != suffix_fmt and not target.is_video_file:
+        # --format is for images; a video output's container follows its suffix.
+        if fmt is not None and not target.is_video_file and fmt != format_for(target.path):  # type: ignore[arg-type]
             raise UsageError(f"--format {fmt} contradicts the output file name {target.path}")
     elif target.path is None and not only_files:
         raise UsageError("folders and globs need -o OUT_DIR, so that outputs never land among the inputs")

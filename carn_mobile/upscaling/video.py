@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from ..models import CARN
 from .api import Upscaler, same_file
 from .image import ImageData, ImageError, check_pixel_count
 from .stages import DEFAULT_DEPTH, Prefetch, Sink
-from .video_io import DEFAULT_CRF, ENCODERS, MAX_CRF, Frame, VideoReader, VideoWriter, pick_encoder, quality_options
+from .video_io import DEFAULT_CRF, ENCODERS, MAX_CRF, Frame, VideoReader, VideoWriter, check_crf, pick_encoder
 
 #: Output suffix when the input's own is not a container we write.
 DEFAULT_VIDEO_SUFFIX = ".mp4"
@@ -114,9 +114,63 @@ def default_video_output(src: Path, scale: int, out_dir: Path | None = None) -> 
     return (out_dir if out_dir is not None else src.parent) / f"{src.stem}_x{scale}{suffix}"
 
 
-def _upscale_rgb(upscaler: Upscaler, rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    out, report = upscaler.upscale_data(ImageData(rgb))
-    return out.pixels, report.notes
+@dataclass(frozen=True)
+class Streamed:
+    """What :func:`stream_clip` wrote: the frame count and the first and last frame times (seconds)."""
+
+    frames: int
+    first: float
+    last: float
+
+
+def stream_clip(
+    reader: VideoReader,
+    writer: VideoWriter,
+    transform: Callable[[np.ndarray], np.ndarray],
+    *,
+    depth: int = DEFAULT_DEPTH,
+    on_frame: Callable[[int], None] | None = None,
+) -> Streamed:
+    """Decode every frame of ``reader``, map its RGB pixels through ``transform`` and encode them
+    into ``writer`` (copied packets pass through in order), in three overlapping stages.
+
+    ``transform`` runs in the caller's thread, decoding and encoding in their own; ``on_frame(n)``
+    is called after the ``n``-th frame is handed to the encoder. On success the writer is closed
+    (trailer written); on any failure both threads are stopped, the writer is abandoned and the
+    error re-raised. The decoding thread is always joined before this returns, so the reader may
+    be closed afterwards.
+    """
+
+    def encode(item: Any) -> None:
+        if isinstance(item, tuple):
+            writer.write_frame(*item)
+        else:
+            writer.write_packet(item)
+
+    sink: Sink = Sink(encode, depth, name="encode")
+    done, first, last = 0, None, None
+    items = Prefetch(reader.items(), depth, name="decode")
+    try:
+        for item in items:
+            if not isinstance(item, Frame):
+                sink.put(item)
+                continue
+            sink.put((item, transform(item.rgb)))
+            done += 1
+            first = item.time if first is None else first
+            last = item.time
+            if on_frame is not None:
+                on_frame(done)
+        sink.close()
+        writer.close()
+    except BaseException:
+        sink.abort()
+        writer.abort()
+        raise
+    finally:
+        items.close()  # before the reader's demuxer closes under the decoding thread
+    assert first is not None and last is not None  # the reader raises on zero frames
+    return Streamed(done, first, last)
 
 
 def upscale_video_file(
@@ -142,58 +196,40 @@ def upscale_video_file(
         raise ImageError(f"output {dst_path} is the input file itself; refusing to overwrite an input")
     check_writable(dst_path, force)
     encoder, notes = pick_encoder(dst_path.suffix, options.codec)  # before any decoding
-    quality_options(encoder, options.crf, 2, 2, 30.0)  # the CRF range too
+    check_crf(encoder, options.crf)
     started = time.perf_counter()
     with VideoReader(src_path, start=options.start, duration=options.duration) as reader:
         info = reader.info()
         check_pixel_count((info.width, info.height), upscaler.max_pixels)
         total = info.frames_estimate(options.start, options.duration)
         notes += reader.notes
+        tiling = upscaler.describe_plan(upscaler.plan(info.height, info.width), info.height, info.width)
+        notes += [tiling] if tiling else []  # every frame is planned alike
+
+        def upscale_rgb(rgb: np.ndarray) -> np.ndarray:
+            return upscaler.upscale_data(ImageData(rgb))[0].pixels
+
+        def progress(done: int) -> None:
+            listener.frame(done, total, time.perf_counter() - started)
+
         with atomic_output(dst_path, force) as tmp:
             writer = VideoWriter(tmp, reader, encoder=encoder, crf=options.crf)
-
-            def encode(item: Any) -> None:
-                if isinstance(item, tuple):
-                    writer.write_frame(*item)
-                else:
-                    writer.write_packet(item)
-
-            sink: Sink = Sink(encode, options.depth, name="encode")
-            done, first, last = 0, None, None
-            frames = Prefetch(reader.items(), options.depth, name="decode")
             try:
-                for item in frames:
-                    if not isinstance(item, Frame):
-                        sink.put(item)
-                        continue
-                    hr, frame_notes = _upscale_rgb(upscaler, item.rgb)
-                    if done == 0:
-                        notes += frame_notes  # tiling is planned alike for every frame
-                    sink.put((item, hr))
-                    done += 1
-                    first = item.time if first is None else first
-                    last = item.time
-                    listener.frame(done, total, time.perf_counter() - started)
-                sink.close()
-                writer.close()
-            except BaseException as exc:
-                sink.abort()
-                writer.abort()
-                if isinstance(exc, OSError) and exc.filename is not None and Path(exc.filename) == tmp:
+                streamed = stream_clip(reader, writer, upscale_rgb, depth=options.depth, on_frame=progress)
+            except OSError as exc:
+                if exc.filename is not None and Path(exc.filename) == tmp:
                     # Name the file the user asked for, not the temporary one that is being removed.
                     raise OSError(exc.errno, exc.strerror or str(exc), str(dst_path)) from None
                 raise
-            finally:
-                frames.close()  # before the reader's demuxer closes under the decoding thread
         setup = writer.setup
-        assert setup is not None and first is not None and last is not None  # the reader raises on zero frames
+        assert setup is not None
     fps = float(info.fps) if info.fps else 30.0
     return VideoReport(
         input_size=(info.width, info.height),
         output_size=setup.size,
         scale=upscaler.scale,
-        frames=writer.frames_written,
-        clip_seconds=(last - first) + 1.0 / fps,
+        frames=streamed.frames,
+        clip_seconds=(streamed.last - streamed.first) + 1.0 / fps,
         wall_seconds=time.perf_counter() - started,
         encoder=setup.encoder,
         pix_fmt=setup.pix_fmt,
@@ -252,11 +288,13 @@ def upscale_video(
 
 
 __all__ = [
+    "Streamed",
     "VideoListener",
     "VideoOptions",
     "VideoReport",
     "default_video_output",
     "parse_seconds",
+    "stream_clip",
     "upscale_frames",
     "upscale_video",
     "upscale_video_file",

@@ -147,7 +147,6 @@ class Frame:
     rgb: np.ndarray  # H x W x 3 uint8
     pts: int  # in the reader's time_base
     time: float  # seconds
-    index: int
     rotation: int = 0
 
 
@@ -288,7 +287,7 @@ class VideoReader:
                 rgb = to_rgb.reformat(f, format="rgb24", src_colorspace=_colorspace(f.colorspace),
                                       src_color_range=f.color_range or None).to_ndarray()
                 self.frames_read += 1
-                yield Frame(rgb, pts - shift, t - start, self.frames_read - 1, f.rotation or 0)
+                yield Frame(rgb, pts - shift, t - start, f.rotation or 0)
         self._finish(windowed)
 
     def _finish(self, windowed: bool) -> None:
@@ -410,15 +409,21 @@ def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
     return width - width % sub_w, height - height % sub_h
 
 
-def quality_options(encoder: str, crf: int, width: int, height: int, fps: float) -> tuple[dict[str, str], int | None]:
-    """Encoder options for constant quality ``crf``, or a bit rate for encoders without CRF.
-
-    Raises :class:`VideoError` for a ``crf`` outside the encoder's range.
-    """
+def check_crf(encoder: str, crf: int) -> None:
+    """Raise :class:`VideoError` if ``encoder`` has a CRF range (:data:`CRF_RANGES`) and ``crf`` is outside it."""
     if encoder in CRF_RANGES:
         low, high = CRF_RANGES[encoder]
         if not low <= crf <= high:
             raise VideoError(f"--crf {crf} is outside {encoder}'s range {low}..{high}")
+
+
+def quality_options(encoder: str, crf: int, width: int, height: int, fps: float) -> tuple[dict[str, str], int | None]:
+    """Encoder options for constant quality ``crf``, or a bit rate for encoders without CRF.
+
+    Raises :class:`VideoError` for a ``crf`` outside the encoder's range (:func:`check_crf`).
+    """
+    check_crf(encoder, crf)
+    if encoder in CRF_RANGES:
         options = {"crf": str(crf)}
         if encoder in ("libvpx-vp9", "libvpx"):
             options["b"] = "0"  # constant quality mode of libvpx needs a zero target bit rate
@@ -467,7 +472,6 @@ class VideoWriter:
         self.copy_map: dict[int, Any] = {}
         self._pending: list[Any] = []  # packets read before the first frame decided the streams
         self._to_yuv: Any = None
-        self.frames_written = 0
 
     def _start(self, frame: Frame, hr: np.ndarray) -> None:
         from av.video.reformatter import VideoReformatter
@@ -537,7 +541,6 @@ class VideoWriter:
         out.time_base = self.reader.time_base
         for packet in self.video.encode(out):
             self.out.mux(packet)
-        self.frames_written += 1
 
     def write_packet(self, packet: Any) -> None:
         """Copy a packet of an audio or subtitle stream (held until the streams are set up)."""
@@ -582,6 +585,7 @@ __all__ = [
     "VideoWriter",
     "WriterSetup",
     "available_encoders",
+    "check_crf",
     "check_encoder",
     "av_module",
     "even_size",
