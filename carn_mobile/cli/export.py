@@ -60,7 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parity-images", metavar="DIR",
                    help="folder of LR images for the parity check (default: Set5 LR when available)")
     p.add_argument("--verbose", action="store_true", help="show the converters' own console output")
+    web = p.add_argument_group("web target")
+    web.add_argument("--ort-web", metavar="DIR",
+                     help="copy ONNX Runtime Web from this dist folder (node_modules/onnxruntime-web/dist) into "
+                          "the site, so it works offline (default: load the pinned release by URL, integrity-checked)")
+    web.add_argument("--ort-web-url", metavar="URL", help="base URL of onnxruntime-web's dist folder to load instead")
     return p
+
+
+def target_options(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """Per-target options from the command line (only those given)."""
+    web = {k: v for k, v in (("ort_web", args.ort_web), ("ort_web_url", args.ort_web_url)) if v is not None}
+    return {"web": web} if web else {}
 
 
 def parse_targets(text: str) -> list[str]:
@@ -99,7 +110,12 @@ class ConsoleListener(ExportListener):
 
     def failed(self, job, error) -> None:
         err_console.print(f"[bold red]parity failed:[/] {escape(str(error))}\n"
-                          f"  nothing was written for {escape(job.artifact.name)}")
+                          f"  nothing was written for {escape(job.outputs[0].name)}")
+
+    def bundle_finished(self, bundle, manifest) -> None:
+        self.console.print(f"[bold]{escape(str(bundle))}[/]: {len(manifest['members'])} model(s) in place")
+        for note in manifest["export"]["notes"]:
+            self.console.print(f"  note: {escape(note)}")
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -111,7 +127,7 @@ def _main(argv: Sequence[str] | None) -> int:
         results = export_model(
             args.model, args.weights, parse_targets(args.target), args.scale, args.precision,
             parse_shape(args.shape), args.image_io, args.out, args.force, parity_images=args.parity_images,
-            listener=ConsoleListener(console, args.out), keep_going=True,
+            listener=ConsoleListener(console, args.out), keep_going=True, target_options=target_options(args),
         )  # fmt: skip
     except ExportIncomplete as exc:
         if exc.results:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -82,6 +83,25 @@ class Target(ABC):
     #: Largest LR side of a dynamic export unless the user names one.
     default_max_side: ClassVar[int] = 1024
     supports_image_io: ClassVar[bool] = False
+    #: True when one artifact holds every scale of a run: a folder whose per-scale members
+    #: (each parity-gated, each with its manifest) sit in :attr:`members_folder` with
+    #: :attr:`member_suffix`; the whole folder is committed at once, or nothing is.
+    bundled: ClassVar[bool] = False
+    member_suffix: ClassVar[str] = ""
+    members_folder: ClassVar[str] = "models"
+
+    def with_options(self, **options: Any) -> Target:
+        """This target configured with target-specific options (none by default)."""
+        if options:
+            raise ValueError(f"{', '.join(sorted(options))} do(es) not apply to the {self.name} target")
+        return self
+
+    def start_bundle(self, folder: Path, requests: Sequence[ExportRequest], weights: Any) -> None:  # noqa: B027
+        """Write a bundle's shared files into the (staged) ``folder`` before its members."""
+
+    def finish_bundle(self, folder: Path, requests: Sequence[ExportRequest]) -> ExportOutcome:
+        """Complete a bundle whose members all passed parity; notes and details for its manifest."""
+        return ExportOutcome()
 
     def check_available(self) -> None:
         """Raise ``MissingDependencyError`` (naming the extra) if the converter is missing."""

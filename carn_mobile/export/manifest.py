@@ -32,6 +32,14 @@ def artifact_filename(
     return "_".join(parts) + suffix
 
 
+def bundle_filename(model: str, scales: list[int], precision: str, suffix: str, shape: ShapeSpec) -> str:
+    """``<model>_x<s1>-<s2>..._<precision>[_<shape>]<suffix>``, e.g. ``carn-m_x2-3-4_fp32.web``."""
+    parts = [model, "x" + "-".join(str(s) for s in sorted(scales)), precision]
+    if shape.tag():
+        parts.append(shape.tag())
+    return "_".join(parts) + suffix
+
+
 def manifest_path(artifact: str | Path) -> Path:
     """The manifest beside ``artifact`` (its full name plus ``.json``)."""
     p = Path(artifact)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..fileio import OutputExistsError, sha256_file
@@ -21,7 +22,7 @@ from ..precision import get_precision
 from ..runtimes import MissingDependencyError, ShapeSpec
 from ..weights import WeightsRef, load_model, resolve_weights
 from .base import ExportRequest, Target
-from .manifest import artifact_filename, build_manifest, dumps, manifest_path
+from .manifest import artifact_filename, build_manifest, bundle_filename, dumps, manifest_path
 from .registry import get_target, list_targets
 from .staging import staged_pair
 from .wrapper import per_scale_module
@@ -37,10 +38,18 @@ class ExportJob:
     target: Target
     request: ExportRequest
     artifact: Path
+    #: The folder holding this artifact when the target bundles its scales (``Target.bundled``).
+    bundle: Path | None = None
 
     @property
     def manifest(self) -> Path:
         return manifest_path(self.artifact)
+
+    @property
+    def outputs(self) -> tuple[Path, Path]:
+        """What this job puts in place: the artifact and its manifest, or the bundle's pair."""
+        top = self.bundle or self.artifact
+        return top, manifest_path(top)
 
 
 @dataclass(frozen=True)
@@ -97,15 +106,18 @@ def plan_exports(
     image_io: bool = False,
     out_dir: str | Path = DEFAULT_OUT_DIR,
     force: bool = False,
+    target_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[list[ExportJob], list[SkippedTarget]]:
     """Validate every option and list the artifacts to write, before any conversion starts.
 
     ``targets`` may contain ``"all"``: every registered target that is installed and supports
     the options; the others are returned as skipped with the reason. A target named
     explicitly raises instead (``ValueError``, or ``MissingDependencyError`` naming the extra).
-    Existing outputs raise ``OutputExistsError`` unless ``force``.
+    Existing outputs raise ``OutputExistsError`` unless ``force``. ``target_options`` maps a
+    target name to its own options (``Target.with_options``), e.g. ``{"web": {"ort_web": DIR}}``.
     """
     shape = shape or ShapeSpec()
+    target_options = dict(target_options or {})
     if precision is not None:
         get_precision(precision)
     scales = parse_scales(list(scales), available=model_scales)
@@ -113,8 +125,11 @@ def plan_exports(
     names = list_targets() if wants_all else list(dict.fromkeys(t.lower() for t in targets))
     jobs: list[ExportJob] = []
     skipped: list[SkippedTarget] = []
+    unused = sorted(set(target_options) - set(names))
+    if unused:
+        raise ValueError(f"options were given for {', '.join(unused)}, which this run does not export")
     for name in names:
-        target = get_target(name)
+        target = get_target(name).with_options(**target_options.get(name, {}))
         explicit = not wants_all
         try:
             target.check_available()
@@ -125,6 +140,8 @@ def plan_exports(
             continue
         target_shape = shape.with_default_max(target.default_max_side)
         target_precision = precision or target.default_precision
+        bundle = (Path(out_dir) / bundle_filename(weights.arch, scales, target_precision, target.suffix, target_shape)
+                  if target.bundled else None)
         for scale in scales:
             request = ExportRequest(
                 model=weights.arch,
@@ -140,13 +157,23 @@ def plan_exports(
                     raise ValueError(reason)
                 skipped.append(SkippedTarget(name, reason))
                 break
-            filename = artifact_filename(weights.arch, scale, request.precision, target.suffix, target_shape, image_io)
-            jobs.append(ExportJob(target, request, Path(out_dir) / filename))
+            if bundle is None:
+                filename = artifact_filename(weights.arch, scale, request.precision, target.suffix, target_shape,
+                                             image_io)
+                jobs.append(ExportJob(target, request, Path(out_dir) / filename))
+            else:
+                filename = artifact_filename(weights.arch, scale, request.precision, target.member_suffix,
+                                             target_shape, image_io)
+                jobs.append(ExportJob(target, request, bundle / target.members_folder / filename, bundle))
+        else:
+            continue
+        if bundle is not None:  # a bundle is exported whole or not at all
+            jobs = [j for j in jobs if j.bundle != bundle]
     if not jobs:
         why = "; ".join(f"{s.target}: {s.reason}" for s in skipped)
         raise ValueError(f"nothing to export ({why})")
     if not force:
-        existing = [str(p) for job in jobs for p in (job.artifact, job.manifest) if p.exists()]
+        existing = list(dict.fromkeys(str(p) for job in jobs for p in job.outputs if p.exists()))
         if existing:
             raise OutputExistsError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
     return jobs, skipped
@@ -226,7 +253,10 @@ class ExportListener:
         """``result`` passed parity and its artifact and manifest are in place."""
 
     def failed(self, job: ExportJob, error: ParityError) -> None:
-        """``job`` failed parity; nothing was written for it."""
+        """``job`` failed parity; nothing was written for it (nor for its bundle)."""
+
+    def bundle_finished(self, bundle: Path, manifest: dict) -> None:
+        """Every member of ``bundle`` passed and the folder and its manifest are in place."""
 
 
 class ExportIncomplete(ValueError):
@@ -253,27 +283,41 @@ def export_model(
     *,
     listener: ExportListener | None = None,
     keep_going: bool = False,
+    target_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[ExportResult]:
     """Python API behind ``carn-export``: export ``model`` to every requested target and scale.
 
     ``model=None`` takes the architecture recorded in ``weights``; ``scales`` is a list or a spec
     (``"all"`` or ``None``: every scale the weights have). Every artifact passes parity before it is written:
     a :class:`ParityError` stops the run, or with ``keep_going`` the other jobs run first and
-    :class:`ExportIncomplete` reports every failure at the end.
+    :class:`ExportIncomplete` reports every failure at the end. A bundled target (``web``)
+    writes one folder for all its scales, and only when every scale passed.
     """
     listener = listener or ExportListener()
     ref = resolve_weights(model, weights)
     net = load_model(weights=ref)
     wanted = parse_scales("all" if scales is None else scales if isinstance(scales, str) else list(scales),
                           available=net.scales)
-    jobs, skipped = plan_exports(ref, net.scales, targets, wanted, precision, shape, image_io, out_dir, force)
+    jobs, skipped = plan_exports(ref, net.scales, targets, wanted, precision, shape, image_io, out_dir, force,
+                                 target_options)
     listener.planned(ref, jobs, skipped)
     results: list[ExportResult] = []
     failures: list[tuple[ExportJob, ParityError]] = []
-    for job in jobs:
-        listener.started(job)
+    for group in _groups(jobs):
         try:
+            if group[0].bundle is not None:
+                results.extend(run_bundle(group, net, ref, force=force, policy=policy, parity_images=parity_images,
+                                          listener=listener))
+                continue
+            (job,) = group
+            listener.started(job)
             result = run_export(job, net, ref, force=force, policy=policy, parity_images=parity_images)
+        except _JobFailed as failed:
+            listener.failed(failed.job, failed.error)
+            if not keep_going:
+                raise failed.error from None
+            failures.append((failed.job, failed.error))
+            continue
         except ParityError as exc:
             listener.failed(job, exc)
             if not keep_going:
@@ -284,6 +328,85 @@ def export_model(
         results.append(result)
     if failures:
         raise ExportIncomplete(results, failures)
+    return results
+
+
+class _JobFailed(Exception):
+    def __init__(self, job: ExportJob, error: ParityError) -> None:
+        super().__init__(str(error))
+        self.job, self.error = job, error
+
+
+def _groups(jobs: Sequence[ExportJob]) -> list[list[ExportJob]]:
+    """Jobs in order, one group per plain artifact and one per bundle."""
+    groups: list[list[ExportJob]] = []
+    for job in jobs:
+        if job.bundle is not None and groups and groups[-1][0].bundle == job.bundle:
+            groups[-1].append(job)
+        else:
+            groups.append([job])
+    return groups
+
+
+#: Layout of a bundle's own manifest (``carn-m_x2-3-4_fp32.web.json``).
+BUNDLE_FORMAT = "carn-mobile/export-bundle@1"
+
+
+def run_bundle(
+    jobs: Sequence[ExportJob],
+    model: CARN,
+    weights: WeightsRef,
+    *,
+    force: bool = False,
+    policy: ParityPolicy = DEFAULT_POLICY,
+    parity_images: str | Path | None = None,
+    listener: ExportListener | None = None,
+) -> list[ExportResult]:
+    """Export every member of one bundle into a staged folder, then commit the folder and its manifest.
+
+    Each member passes parity on its own (in the bundle's runtime, with the bundle's shared
+    files in place); if any fails, nothing of the bundle is written.
+    """
+    listener = listener or ExportListener()
+    target, bundle = jobs[0].target, jobs[0].bundle
+    assert bundle is not None
+    requests = [job.request for job in jobs]
+    results: list[ExportResult] = []
+    start = time.perf_counter()
+    with staged_pair(bundle, manifest_path(bundle), force=force) as (tmp_bundle, tmp_manifest):
+        tmp_bundle.mkdir()
+        target.start_bundle(tmp_bundle, requests, weights)
+        for job in jobs:
+            listener.started(job)
+            staged = replace(job, artifact=tmp_bundle / job.artifact.relative_to(bundle), bundle=None)
+            try:
+                result = run_export(staged, model, weights, force=True, policy=policy, parity_images=parity_images)
+            except ParityError as exc:
+                raise _JobFailed(job, exc) from None
+            results.append(replace(result, job=job))
+        outcome = target.finish_bundle(tmp_bundle, requests)
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "artifact": bundle.name,
+            "target": target.name,
+            "target_description": target.description,
+            "model": requests[0].model,
+            "scales": [r.scale for r in requests],
+            "precision": requests[0].precision,
+            "shape": requests[0].shape.to_json(),
+            "weights": weights.to_json(),
+            "members": [{"scale": r.job.request.scale, "path": str(r.artifact.relative_to(bundle)),
+                         "size_bytes": r.size_bytes, "sha256": r.manifest["file"]["sha256"],
+                         "parity": r.report.headline()} for r in results],
+            "file": {"size_bytes": _size(tmp_bundle), "sha256": sha256_file(tmp_bundle)},
+            "export": {"seconds": round(time.perf_counter() - start, 2), "notes": outcome.notes,
+                       "details": outcome.details},
+            "versions": tool_versions(target),
+        }
+        tmp_manifest.write_text(dumps(manifest))
+    for result in results:
+        listener.finished(result)
+    listener.bundle_finished(bundle, manifest)
     return results
 
 

@@ -24,6 +24,7 @@ TARGET_MODULES = (
     "target_coreml",
     "target_lite",
     "target_executorch",
+    "target_web",
 )
 
 _TARGETS: Registry[Target] = Registry("target", __package__, TARGET_MODULES, order=lambda t: (t.rank, t.name))

@@ -21,6 +21,7 @@ RUNNER_MODULES = (
     "runner_executorch",
     "runner_coreml",
     "runner_coreml_reference",
+    "runner_onnxruntime_web",
 )
 
 _RUNNERS: Registry[Runner] = Registry("runner", __package__, RUNNER_MODULES, order=lambda r: r.name)

@@ -1,0 +1,108 @@
+"""``carn-web``: serve an exported web site locally, or benchmark it in headless Chromium.
+
+``carn-web serve DIR`` serves the ``.web`` folder that ``carn-export --target web`` wrote, with
+the cross-origin isolation headers WebAssembly threads need. ``carn-web bench DIR`` compares the
+page's speed with native onnxruntime on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.markup import escape
+
+from .common import CLIError, err_console, exit_with, make_console
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="carn-web", description="Serve or benchmark a site from carn-export --target web.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="serve a .web folder with the headers WebAssembly threads need")
+    serve.add_argument("site", metavar="DIR", help="the .web folder carn-export wrote")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    bench = sub.add_parser("bench", help="time the page in headless Chromium against native onnxruntime")
+    bench.add_argument("site", metavar="DIR", help="a .web folder exported with --ort-web (self-contained)")
+    bench.add_argument("--threads", type=int, default=None, help="threads for both (default: torch's default here)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs per case after one warm-up (default 3)")
+    bench.add_argument("--out", metavar="DIR", help="write report.json and report.md here")
+    bench.add_argument("--force", action="store_true", help="overwrite an existing report")
+    return p
+
+
+def _site(path: str) -> Path:
+    from ..web.site import read_site_json
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CLIError(f"{folder} is not a folder; pass the .web folder that carn-export --target web wrote")
+    read_site_json(folder)  # a folder without a valid site.json is a clear ValueError
+    return folder
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..web.serve import make_server, url_of
+
+    folder = _site(args.site)
+    try:
+        server = make_server(folder, args.host, args.port)
+    except OSError as exc:
+        raise CLIError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+    make_console().print(f"serving {escape(str(folder.resolve()))} at [bold]{url_of(server)}[/] (Ctrl+C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench.machine import describe_machine
+    from ..bench.report import machine_sentence
+    from ..fileio import atomic_output, check_writable
+    from ..web.bench import bench_site, markdown
+    from ..web.browser import BrowserError
+
+    folder = _site(args.site)
+    if args.repeats < 1:
+        raise CLIError(f"--repeats must be at least 1, got {args.repeats}")
+    threads = args.threads or torch.get_num_threads()
+    if threads < 1:
+        raise CLIError(f"--threads must be at least 1, got {threads}")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        for name in ("report.json", "report.md"):
+            check_writable(out / name, args.force)
+    machine = describe_machine(threads)
+    console = make_console()
+    try:
+        rows, about = bench_site(folder, threads, repeats=args.repeats,
+                                 on_step=lambda text: err_console.print(f"[dim]{escape(text)}[/]"))
+    except BrowserError as exc:
+        raise CLIError(str(exc)) from None
+    text = markdown(rows, about, machine_sentence(machine))
+    console.print(text)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        report = {"machine": machine, "about": about, "rows": [r.to_json() for r in rows]}
+        with atomic_output(out / "report.json", force=args.force) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_output(out / "report.md", force=args.force) as tmp:
+            tmp.write_text(text)
+    return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    return _serve(args) if args.command == "serve" else _bench(args)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    exit_with(_main, argv)

@@ -1,0 +1,311 @@
+"""The web target: the site folder, its server, parity in the page, and the page in headless Chromium.
+
+The browser tests need Node, Chromium and ``export/web/node_modules`` (``npm ci`` there); they
+skip with the reason when those are missing, except in CI (``CI`` set), where they must run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from carn_mobile.cli import export as export_cli
+from carn_mobile.cli import parity as parity_cli
+from carn_mobile.cli import web as web_cli
+from carn_mobile.export import export_model
+from carn_mobile.export.wrapper import per_scale_module
+from carn_mobile.fileio import sha256_file
+from carn_mobile.metrics import to_uint8
+from carn_mobile.upscaling.receptive_field import receptive_field
+from carn_mobile.web import browser as web_browser
+from carn_mobile.web import ort_web
+from carn_mobile.web import site as web_site
+from carn_mobile.web.serve import ISOLATION_HEADERS, serving
+from carn_mobile.weights import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(os.environ.get("CARN_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+onnxruntime = pytest.importorskip("onnxruntime")
+
+
+def cli(main, *args: str) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return int(exit_info.value.code or 0)
+
+
+def no_browser(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_browser, "find_tools", lambda: (None, "disabled by the test"))
+
+
+@pytest.fixture(scope="module")
+def tools() -> web_browser.BrowserTools:
+    found, why = web_browser.find_tools()
+    if found is None or found.ort_web_dist() is None:
+        why = why or "onnxruntime-web is not installed beside playwright-core (npm ci in export/web)"
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser tests must run in CI: {why}")
+        pytest.skip(f"no browser to test the page in: {why}")
+    return found
+
+
+def native_sr(model_file: Path, rgb: np.ndarray) -> np.ndarray:
+    """Python onnxruntime's untiled output for an 8-bit RGB image, as 8-bit levels."""
+    lr = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+    session = onnxruntime.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    (sr,) = session.run(None, {"lr": lr})
+    return to_uint8(sr[0].transpose(1, 2, 0))
+
+
+# --- without a browser -------------------------------------------------------------------------
+
+
+def test_tile_fits_the_tensor_budget() -> None:
+    module = per_scale_module(load_model("carn-m"), 4)
+    per_pixel = web_site.bytes_per_lr_pixel(module)
+    # x4's largest tensor: the first upsampling conv's 256 channels at 2x resolution, float32.
+    assert per_pixel == 256 * 4 * 4
+    overlap = receptive_field(module.net, 4).overlap
+    budget = web_site.TENSOR_BUDGET["webgpu"]
+    tile = web_site.tile_for_budget(per_pixel, overlap, budget)
+    assert tile % web_site.TILE_STEP == 0
+    assert (tile + 2 * overlap) ** 2 * per_pixel <= budget < (tile + web_site.TILE_STEP + 2 * overlap) ** 2 * per_pixel
+    with pytest.raises(ValueError, match="no tile"):
+        web_site.tile_for_budget(per_pixel, overlap, 1 << 20)
+
+
+@pytest.mark.parametrize(
+    "dist, url, message",
+    [
+        ("missing", None, "is not a folder"),
+        ("empty", None, "lacks ort.wasm.min.mjs"),
+        ("empty", "https://example.org/ort/", "not both"),
+        (None, "ftp://example.org/", "http(s) URL"),
+    ],
+)
+def test_ort_web_source_errors(tmp_path: Path, dist: str | None, url: str | None, message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ort_web.OrtWebError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ort_web.OrtWebSource.from_options(tmp_path / dist if dist else None, url)
+
+
+def test_pinned_integrity_matches_the_npm_package() -> None:
+    dist = ROOT / "export" / "web" / "node_modules" / "onnxruntime-web" / "dist"
+    if not dist.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("export/web/node_modules is missing in CI (.ci/run runs npm ci there)")
+        pytest.skip("onnxruntime-web is not installed (npm ci in export/web)")
+    assert ort_web.local_version(dist) == ort_web.PINNED_VERSION
+    assert {name: ort_web.integrity(dist / name) for name in ort_web.file_names()} == ort_web.PINNED_INTEGRITY
+
+
+def test_server_sends_isolation_headers_and_types(tmp_path: Path) -> None:
+    (tmp_path / "a.mjs").write_text("export {};")
+    (tmp_path / "b.wasm").write_bytes(b"\0asm")
+    with serving(tmp_path) as url:
+        for name, kind in (("a.mjs", "text/javascript"), ("b.wasm", "application/wasm")):
+            with urllib.request.urlopen(url + name, timeout=10) as response:  # loopback only
+                assert response.headers["Content-Type"] == kind
+                for key, value in ISOLATION_HEADERS.items():
+                    assert response.headers[key] == value
+
+
+@pytest.fixture(scope="module")
+def url_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site referencing ONNX Runtime Web by URL, checked in Python onnxruntime (no browser)."""
+    out = tmp_path_factory.mktemp("web-url")
+    mp = pytest.MonkeyPatch()
+    no_browser(mp)
+    try:
+        (result,) = export_model("carn-m", targets=["web"], scales=[2], out_dir=out)
+    finally:
+        mp.undo()
+    assert result.report.runner == "onnxruntime"
+    return out / "carn-m_x2_fp32.web"
+
+
+def test_site_without_browser_is_checked_in_python(url_site: Path) -> None:
+    site = web_site.read_site_json(url_site)
+    assert site["ort"]["source"] == "url" and site["ort"]["version"] == ort_web.PINNED_VERSION
+    wasm = site["ort"]["builds"]["wasm"]
+    assert wasm["wasm"]["integrity"] == ort_web.PINNED_INTEGRITY["ort-wasm-simd-threaded.wasm"]
+    assert not (url_site / "ort").exists()
+    (model,) = site["models"]
+    assert model["scale"] == 2 and model["overlap"] == 21 and model["integrity"] == web_site.sri(
+        (url_site / model["file"]).read_bytes())
+    assert sorted(p.name for p in url_site.iterdir()) == sorted([*web_site.PAGE_FILES, "models", "site.json"])
+    bundle = json.loads((url_site.parent / (url_site.name + ".json")).read_text())
+    assert bundle["format"] == "carn-mobile/export-bundle@1" and bundle["scales"] == [2]
+    assert bundle["file"]["sha256"] == sha256_file(url_site)
+    member = json.loads((url_site / "models" / "carn-m_x2_fp32.onnx.json").read_text())
+    assert member["target"] == "web" and member["parity"]["status"] == "passed"
+
+
+def test_carn_parity_rechecks_a_site_model(url_site: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    no_browser(monkeypatch)
+    assert cli(parity_cli.main, str(url_site / "models" / "carn-m_x2_fp32.onnx")) == 0
+    assert "passed" in capsys.readouterr().out
+
+
+def test_existing_site_is_kept_without_force(url_site: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    no_browser(monkeypatch)
+    before = sha256_file(url_site)
+    assert cli(export_cli.main, "--target", "web", "--scale", "2", "--out", str(url_site.parent)) == 2
+    assert "--force" in capsys.readouterr().err
+    assert sha256_file(url_site) == before
+
+
+def test_failed_member_leaves_no_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from carn_mobile.runtimes import get_runner
+
+    no_browser(monkeypatch)
+    runner = type(get_runner("onnxruntime"))
+    real_load = runner.load
+
+    def drifting_load(self, path):
+        run = real_load(self, path)
+        return run if "x2" in Path(path).name else (lambda lr: run(lr) + 1e-3)
+
+    monkeypatch.setattr(runner, "load", drifting_load)
+    out = tmp_path / "out"
+    assert cli(export_cli.main, "--target", "web", "--scale", "2,3", "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "failed parity" in err and "nothing was written for carn-m_x2-3_fp32.web" in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target", "web", "--precision", "fp16"], "web supports fp32 only"),
+        (["--target", "onnx", "--ort-web", "."], "options were given for web"),
+        (["--target", "web", "--ort-web", "/nonexistent/dist"], "is not a folder"),
+    ],
+)
+def test_export_errors(tmp_path: Path, args: list[str], message: str, capsys) -> None:
+    assert cli(export_cli.main, *args, "--scale", "2", "--out", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_carn_web_errors(tmp_path: Path, capsys) -> None:
+    assert cli(web_cli.main, "serve", str(tmp_path / "missing")) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert cli(web_cli.main, "serve", str(tmp_path)) == 2
+    assert "is not a carn-mobile web site" in capsys.readouterr().err
+
+
+# --- in headless Chromium ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tools: web_browser.BrowserTools, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A self-contained x2 + x4 site, each model checked in the page (runner onnxruntime-web)."""
+    out = tmp_path_factory.mktemp("web")
+    results = export_model("carn-m", targets=["web"], scales=[2, 4], out_dir=out,
+                           target_options={"web": {"ort_web": tools.ort_web_dist()}})
+    assert [r.report.runner for r in results] == ["onnxruntime-web", "onnxruntime-web"]
+    assert all(r.report.max_abs is not None and r.report.max_abs <= 1e-4 for r in results)
+    return out / "carn-m_x2-4_fp32.web"
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real LR photo (Set5 butterfly x4) when the shared data is there, else the built-in test image."""
+    from carn_mobile.data import shared_data_root
+    from carn_mobile.testimage import natural_test_image_uint8
+
+    path = tmp_path_factory.mktemp("photo") / "photo.png"
+    root = shared_data_root()
+    src = root / "data/benchmark/Set5/LR_bicubic/X4/butterflyx4.png" if root else None
+    if src is not None and src.is_file():
+        Image.open(src).convert("RGB").crop((0, 0, 60, 52)).save(path)
+    else:
+        Image.fromarray(natural_test_image_uint8(52, 60)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def page(tools: web_browser.BrowserTools, site: Path):
+    with serving(site) as url, web_browser.Browser(tools) as browser:
+        yield browser, url
+
+
+def test_site_is_self_contained(site: Path) -> None:
+    info = web_site.read_site_json(site)
+    assert info["ort"]["source"] == "copied"
+    for files in info["ort"]["builds"].values():
+        for entry in files.values():
+            assert ort_web.integrity(site / entry["url"]) == entry["integrity"]
+    assert [m["scale"] for m in info["models"]] == [2, 4]
+
+
+@pytest.mark.parametrize("scale, tile", [(4, None), (4, 24), (2, 16)])
+def test_page_output_equals_python(page, site: Path, photo: Path, scale: int, tile: int | None) -> None:
+    browser, url = page
+    state = browser.open(f"{url}index.html" + (f"?tile={tile}" if tile else ""))
+    assert state["state"] == "ready" and state["isolated"] and state["threads"] >= 1
+    reply = browser.upscale(photo, scale)
+    assert reply["state"] == "done", reply.get("error")
+    rgb = np.asarray(Image.open(photo).convert("RGB"))
+    expected = native_sr(site / "models" / f"carn-m_x{scale}_fp32.onnx", rgb)
+    assert reply["rgb"].shape == expected.shape
+    diff = np.abs(reply["rgb"].astype(np.int16) - expected.astype(np.int16))
+    assert diff.max() <= 1, f"page differs from Python onnxruntime by {diff.max()} levels"
+    if tile:  # tiled in the page, untiled in Python
+        assert reply["tiles"] > 1 and reply["tile"] == tile
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(ARTIFACTS / f"web-page-x{scale}{'-tiled' if tile else ''}.png")
+
+
+def test_page_rejects_a_file_that_is_no_image(page, tmp_path: Path) -> None:
+    browser, url = page
+    browser.open(f"{url}index.html")
+    fake = tmp_path / "notes.png"
+    fake.write_text("not an image")
+    reply = browser.upscale(fake, 2)
+    assert reply["state"] == "error" and "notes.png is not an image this browser can decode" in reply["error"]
+    assert browser.evaluate("document.getElementById('error').hidden") is False
+
+
+def test_page_rejects_an_image_over_the_limit(page, photo: Path) -> None:
+    browser, url = page
+    browser.open(f"{url}index.html?maxOutputPixels=10000")
+    reply = browser.upscale(photo, 4)
+    assert reply["state"] == "error" and "over this page's limit of 0.0 MP" in reply["error"]
+
+
+def test_page_without_wasm_simd_says_so(page) -> None:
+    browser, url = page
+    state = browser.open(f"{url}index.html", init_script="WebAssembly.validate = () => false;")
+    assert state["state"] == "error" and "no WebAssembly SIMD" in state["error"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("bytes", "does not match its integrity hash"),
+    ("graph", "ONNX Runtime Web could not load models/carn-m_x2_fp32.onnx"),
+])
+def test_page_reports_a_model_that_fails_to_load(tools, site: Path, photo: Path, tmp_path: Path,
+                                                  damage: str, message: str) -> None:
+    broken = tmp_path / "broken.web"
+    shutil.copytree(site, broken)
+    model = broken / "models" / "carn-m_x2_fp32.onnx"
+    model.write_bytes(b"this is not an onnx model")
+    if damage == "graph":  # the hash fits the broken file: ONNX Runtime Web itself must refuse it
+        info = web_site.read_site_json(broken)
+        for m in info["models"]:
+            if m["scale"] == 2:
+                m["integrity"] = web_site.sri(model.read_bytes())
+        web_site.write_site_json(broken, info)
+    with serving(broken) as url, web_browser.Browser(tools) as browser:
+        browser.open(f"{url}index.html")
+        reply = browser.upscale(photo, 2)
+    assert reply["state"] == "error" and message in reply["error"]
