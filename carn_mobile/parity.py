@@ -300,10 +300,11 @@ def within(limits: dict[str, float], max_abs: float, psnr_db: float | None) -> b
     return True
 
 
-def pick_runner(target: str) -> tuple[Runner | None, str | None]:
-    """The best runner able to run ``target`` here, or ``(None, why none can)``.
+def available_runners(target: str) -> tuple[list[Runner], str | None]:
+    """The runners able to run ``target`` here, best first, and why the others cannot.
 
-    The target lists its runners best first (``Target.runners``); the first available one runs.
+    The target lists its runners best first (``Target.runners``); parity runs the first and
+    falls back to the next when one turns out unable to load an artifact.
     """
     from .export.registry import runners_for_target  # the target decides; imported late (export imports us)
 
@@ -312,14 +313,21 @@ def pick_runner(target: str) -> tuple[Runner | None, str | None]:
     except ValueError:
         runners = []
     if not runners:
-        return None, f"no runner is registered for target {target!r}"
-    reasons = []
+        return [], f"no runner is registered for target {target!r}"
+    usable, reasons = [], []
     for runner in runners:
         reason = runner.unavailable_reason()
         if reason is None:
-            return runner, None
-        reasons.append(reason)
-    return None, "; ".join(reasons)
+            usable.append(runner)
+        else:
+            reasons.append(reason)
+    return usable, "; ".join(reasons) or None
+
+
+def pick_runner(target: str) -> tuple[Runner | None, str | None]:
+    """The best runner able to run ``target`` here, or ``(None, why none can)``."""
+    usable, why_not = available_runners(target)
+    return (usable[0], None) if usable else (None, why_not)
 
 
 def check_parity(
@@ -344,13 +352,13 @@ def check_parity(
     checks = structural() if structural is not None else []
     inputs = describe_inputs(cases)
     if runner is None:
-        runner, why_not = pick_runner(target)
-        if runner is None:
+        usable, why_not = available_runners(target)
+        if not usable:
             if not checks:
                 raise RunnerUnavailable(f"cannot check {Path(artifact).name}: {why_not}")
             status = STRUCTURAL_ONLY if all(c.ok for c in checks) else FAILED
             return ParityReport(status, None, limits, checks=checks, reason=why_not, inputs="none run")
-        fallbacks = _later_runners(target, runner)
+        runner, *fallbacks = usable
     else:
         fallbacks = []
     skipped: str | None = None
@@ -383,15 +391,6 @@ def check_parity(
     if not all(c.passed for c in report.cases) or not all(c.ok for c in checks):
         report.status = FAILED
     return report
-
-
-def _later_runners(target: str, runner: Runner) -> list[Runner]:
-    """The target's available runners after ``runner``, best first."""
-    from .export.registry import runners_for_target
-
-    names = [r.name for r in runners_for_target(target)]
-    later = runners_for_target(target)[names.index(runner.name) + 1:] if runner.name in names else []
-    return [r for r in later if r.unavailable_reason() is None]
 
 
 def _run_cases(report: ParityReport, run: Callable[[np.ndarray], np.ndarray], reference: nn.Module,

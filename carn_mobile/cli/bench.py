@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from ..bench.suite import BenchSettings, backend_targets, run_benchmark
 from ..fileio import atomic_output, check_writable
 from ..models import PAPER_SCALES, list_models, parse_scales
 from ..sizes import parse_wxh
-from .common import err_console, exit_with, make_console
+from .common import err_console, exit_with, make_console, write_reports
 
 
 def _names(text: str, known: Sequence[str], what: str) -> list[str]:
@@ -64,16 +63,6 @@ def quality_plot_path(plot: Path) -> Path:
     return plot.with_name(plot.stem + "_quality" + plot.suffix)
 
 
-def _write_reports(args: argparse.Namespace, report: dict, markdown_text: str) -> None:
-    """``--json`` and ``--markdown``, each written atomically."""
-    if args.json:
-        with atomic_output(args.json, force=args.force) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-    if args.markdown:
-        with atomic_output(args.markdown, force=args.force) as tmp:
-            tmp.write_text(markdown_text)
-
-
 def _video(args: argparse.Namespace) -> int:
     from ..bench.video import VIDEO_BACKENDS, VideoBenchSettings, run_video_benchmark, video_markdown
     from ..upscaling.backends import available_backends
@@ -91,7 +80,7 @@ def _video(args: argparse.Namespace) -> int:
         report = run_video_benchmark(settings, lambda message: bar.update(task, description=message))
     text = video_markdown(report)
     make_console().print(text, markup=False, highlight=False)
-    _write_reports(args, report, text)
+    write_reports(args.json, report, args.markdown, text, args.force)
     return 0
 
 
@@ -130,7 +119,7 @@ def _main(argv: Sequence[str] | None) -> int:
     for scale, c in sorted(report["ceilings"].items()):
         out.print(f"ceiling x{scale}: {c['layer']}: {c['gmacs_per_s']} GMAC/s ({c['engine']})")
     out.print(console_table(report["rows"]))
-    _write_reports(args, report, markdown(report))
+    write_reports(args.json, report, args.markdown, markdown(report), args.force)
     if args.plot:
         from ..bench.plots import plot_latency, plot_quality_vs_cost, quality_points
 

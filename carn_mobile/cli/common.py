@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -30,6 +32,19 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
         # Escaped: messages such as pip install "carn-mobile[export]" contain brackets.
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return EXIT_ERROR
+
+
+def write_reports(json_path: str | os.PathLike | None, report: dict, markdown_path: str | os.PathLike | None,
+                  markdown_text: str, force: bool = False) -> None:
+    """A benchmark's JSON report and Markdown table, each written atomically where a path is given."""
+    from ..fileio import atomic_output
+
+    if json_path:
+        with atomic_output(json_path, force=force) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if markdown_path:
+        with atomic_output(markdown_path, force=force) as tmp:
+            tmp.write_text(markdown_text)
 
 
 def exit_with(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:

@@ -8,13 +8,12 @@ page's speed with native onnxruntime on this machine.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.markup import escape
 
-from .common import CLIError, err_console, exit_with, make_console
+from .common import CLIError, err_console, exit_with, make_console, write_reports
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +65,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     from ..bench.machine import describe_machine
     from ..bench.report import machine_sentence
-    from ..fileio import atomic_output, check_writable
+    from ..fileio import check_writable
     from ..web.bench import bench_site, markdown
     from ..web.browser import BrowserError
 
@@ -90,12 +89,8 @@ def _bench(args: argparse.Namespace) -> int:
     text = markdown(rows, about, machine_sentence(machine))
     console.print(text)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         report = {"machine": machine, "about": about, "rows": [r.to_json() for r in rows]}
-        with atomic_output(out / "report.json", force=args.force) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-        with atomic_output(out / "report.md", force=args.force) as tmp:
-            tmp.write_text(text)
+        write_reports(out / "report.json", report, out / "report.md", text, args.force)
     return 0
 
 

@@ -21,9 +21,12 @@ _REQUIRED = ("format", "artifact", "model", "scale", "target", "precision", "sha
 
 
 def artifact_filename(
-    model: str, scale: int, precision: str, suffix: str, shape: ShapeSpec, image_io: bool = False
+    model: str, scale: int | str, precision: str, suffix: str, shape: ShapeSpec, image_io: bool = False
 ) -> str:
-    """``<model>_x<scale>_<precision>[_<HxW>|_enum<N>][_image]<suffix>``, e.g. ``carn-m_x4_fp16.mlpackage``."""
+    """``<model>_x<scale>_<precision>[_<HxW>|_enum<N>][_image]<suffix>``, e.g. ``carn-m_x4_fp16.mlpackage``.
+
+    ``scale`` may be a label such as ``"2-3-4"`` (see :func:`bundle_filename`).
+    """
     parts = [model, f"x{scale}", precision]
     if shape.tag():
         parts.append(shape.tag())
@@ -34,10 +37,7 @@ def artifact_filename(
 
 def bundle_filename(model: str, scales: list[int], precision: str, suffix: str, shape: ShapeSpec) -> str:
     """``<model>_x<s1>-<s2>..._<precision>[_<shape>]<suffix>``, e.g. ``carn-m_x2-3-4_fp32.web``."""
-    parts = [model, "x" + "-".join(str(s) for s in sorted(scales)), precision]
-    if shape.tag():
-        parts.append(shape.tag())
-    return "_".join(parts) + suffix
+    return artifact_filename(model, "-".join(str(s) for s in sorted(scales)), precision, suffix, shape)
 
 
 def manifest_path(artifact: str | Path) -> Path:

@@ -308,33 +308,35 @@ def export_model(
             if group[0].bundle is not None:
                 results.extend(run_bundle(group, net, ref, force=force, policy=policy, parity_images=parity_images,
                                           listener=listener))
-                continue
-            (job,) = group
-            listener.started(job)
-            result = run_export(job, net, ref, force=force, policy=policy, parity_images=parity_images)
+            else:
+                results.append(_run_single(group[0], net, ref, force, policy, parity_images, listener))
         except _JobFailed as failed:
             listener.failed(failed.job, failed.error)
             if not keep_going:
                 raise failed.error from None
             failures.append((failed.job, failed.error))
-            continue
-        except ParityError as exc:
-            listener.failed(job, exc)
-            if not keep_going:
-                raise
-            failures.append((job, exc))
-            continue
-        listener.finished(result)
-        results.append(result)
     if failures:
         raise ExportIncomplete(results, failures)
     return results
 
 
 class _JobFailed(Exception):
+    """A job's ParityError, with the job it belongs to (inside a bundle, one of several)."""
+
     def __init__(self, job: ExportJob, error: ParityError) -> None:
         super().__init__(str(error))
         self.job, self.error = job, error
+
+
+def _run_single(job: ExportJob, model: CARN, weights: WeightsRef, force: bool, policy: ParityPolicy,
+                parity_images: str | Path | None, listener: ExportListener) -> ExportResult:
+    listener.started(job)
+    try:
+        result = run_export(job, model, weights, force=force, policy=policy, parity_images=parity_images)
+    except ParityError as exc:
+        raise _JobFailed(job, exc) from None
+    listener.finished(result)
+    return result
 
 
 def _groups(jobs: Sequence[ExportJob]) -> list[list[ExportJob]]:

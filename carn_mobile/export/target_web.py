@@ -15,11 +15,14 @@ from typing import Any
 from ..parity import StructuralCheck
 from ..runtimes import INPUT_NAME, OUTPUT_NAME
 from ..web import site as web_site
-from ..web.ort_web import OrtWebSource
+from ..web.ort_web import OrtWebSource, integrity
 from .base import ExportOutcome, ExportRequest, Target
 from .registry import register_target
 from .target_onnx import OnnxTarget
 from .wrapper import SuperResolver
+
+#: The models are the onnx target's graphs, converted and checked by it.
+_ONNX = OnnxTarget()
 
 
 @register_target
@@ -58,7 +61,7 @@ class WebTarget(Target):
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
         from ..upscaling.receptive_field import receptive_field
 
-        outcome = OnnxTarget().export(module, request, out)
+        outcome = _ONNX.export(module, request, out)
         folder = web_site.site_of_model(out)
         overlap = receptive_field(module.net, request.scale).overlap
         per_pixel = web_site.bytes_per_lr_pixel(module)
@@ -70,7 +73,7 @@ class WebTarget(Target):
         else:
             max_side = None
         entry = web_site.SiteModel(
-            scale=request.scale, file=f"{web_site.MODELS_FOLDER}/{out.name}", integrity=web_site.sri(out.read_bytes()),
+            scale=request.scale, file=f"{web_site.MODELS_FOLDER}/{out.name}", integrity=integrity(out),
             overlap=overlap, tile=tiles, input=INPUT_NAME, output=OUTPUT_NAME, max_side=max_side,
         )
         web_site.add_model(folder, entry)
@@ -80,14 +83,14 @@ class WebTarget(Target):
         return outcome
 
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
-        checks = OnnxTarget().structural_check(path, request, module)
+        checks = _ONNX.structural_check(path, request, module)
         try:
             folder = web_site.site_of_model(path)
             site = web_site.read_site_json(folder)
         except ValueError as exc:
             return [*checks, StructuralCheck("site.json", False, str(exc))]
         listed = [m for m in site["models"] if m["file"] == f"{web_site.MODELS_FOLDER}/{path.name}"]
-        ok = len(listed) == 1 and listed[0]["integrity"] == web_site.sri(path.read_bytes())
+        ok = len(listed) == 1 and listed[0]["integrity"] == integrity(path)
         checks.append(StructuralCheck("site.json lists the model", ok,
                                       "integrity matches" if ok else f"{path.name} not listed with its hash"))
         missing = [n for n in web_site.PAGE_FILES if not (folder / n).is_file()]
@@ -112,4 +115,4 @@ class WebTarget(Target):
         )
 
     def versions(self) -> dict[str, str | None]:
-        return OnnxTarget().versions() | {"onnxruntime-web": self.source.version}
+        return _ONNX.versions() | {"onnxruntime-web": self.source.version}

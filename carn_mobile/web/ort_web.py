@@ -48,7 +48,7 @@ class OrtWebError(ValueError):
 
 
 def integrity(path: Path) -> str:
-    """Subresource-integrity value (sha384) of a file."""
+    """Subresource-integrity value (sha384) of a file, as site.json records it for every file."""
     digest = hashlib.sha384(path.read_bytes()).digest()
     return "sha384-" + base64.b64encode(digest).decode()
 

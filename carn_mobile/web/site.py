@@ -14,8 +14,6 @@ keeps the largest intermediate tensor inside a memory budget (:data:`TENSOR_BUDG
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -47,11 +45,6 @@ TILE_STEP = 8
 def asset(name: str) -> bytes:
     """One of the page's shipped files."""
     return resources.files("carn_mobile.web").joinpath("assets", name).read_bytes()
-
-
-def sri(data: bytes) -> str:
-    """Subresource-integrity value (sha384) of ``data``."""
-    return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
 
 
 @torch.no_grad()

@@ -176,6 +176,14 @@ async function loadSession(site, model, backend, threads) {
 
 // --- the page -----------------------------------------------------------------------------------
 
+/** Bytes (any typed array) as base64, in chunks that String.fromCharCode can take. */
+export function toBase64(view) {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const intParam = (name) => (params.has(name) ? Number.parseInt(params.get(name), 10) : undefined);
@@ -195,11 +203,9 @@ const api = {
   },
   /** The last result's RGBA pixels as base64 (for tests reading the output back). */
   resultBase64() {
-    const bytes = api.result.data;
-    let s = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-    return btoa(s);
+    return toBase64(api.result.data);
   },
+  toBase64,
 };
 window.carnWeb = api;
 

@@ -18,8 +18,6 @@ const context = await browser.newContext({ viewport: { width: 1280, height: 900 
 let page = null;
 const consoleLines = [];
 
-const toB64 = (buf) => Buffer.from(buf).toString("base64");
-
 const ops = {
   async open({ url, initScript, routes, timeoutMs = 60000 }) {
     if (page) await page.close();
@@ -44,10 +42,7 @@ const ops = {
       const t0 = performance.now();
       const result = await carnWeb.runTensor(scale, new Float32Array(bytes.buffer), h, w, backend);
       const ms = performance.now() - t0;
-      const raw = new Uint8Array(result.buffer, result.byteOffset, result.byteLength);
-      let s = "";
-      for (let i = 0; i < raw.length; i += 0x8000) s += String.fromCharCode.apply(null, raw.subarray(i, i + 0x8000));
-      return { data: btoa(s), ms };
+      return { data: carnWeb.toBase64(result), ms };
     }, { scale, h, w, data, backend });
     return out;
   },
