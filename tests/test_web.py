@@ -138,8 +138,8 @@ def test_site_without_browser_is_checked_in_python(url_site: Path) -> None:
     assert wasm["wasm"]["integrity"] == ort_web.PINNED_INTEGRITY["ort-wasm-simd-threaded.wasm"]
     assert not (url_site / "ort").exists()
     (model,) = site["models"]
-    assert model["scale"] == 2 and model["overlap"] == 21 and model["integrity"] == web_site.sri(
-        (url_site / model["file"]).read_bytes())
+    assert model["scale"] == 2 and model["overlap"] == 21 and model["integrity"] == ort_web.integrity(
+        url_site / model["file"])
     assert sorted(p.name for p in url_site.iterdir()) == sorted([*web_site.PAGE_FILES, "models", "site.json"])
     bundle = json.loads((url_site.parent / (url_site.name + ".json")).read_text())
     assert bundle["format"] == "carn-mobile/export-bundle@1" and bundle["scales"] == [2]
@@ -303,9 +303,25 @@ def test_page_reports_a_model_that_fails_to_load(tools, site: Path, photo: Path,
         info = web_site.read_site_json(broken)
         for m in info["models"]:
             if m["scale"] == 2:
-                m["integrity"] = web_site.sri(model.read_bytes())
+                m["integrity"] = ort_web.integrity(model)
         web_site.write_site_json(broken, info)
     with serving(broken) as url, web_browser.Browser(tools) as browser:
         browser.open(f"{url}index.html")
         reply = browser.upscale(photo, 2)
     assert reply["state"] == "error" and message in reply["error"]
+
+
+def test_carn_web_bench_and_serve_refuse_bad_options(url_site: Path, tmp_path: Path, capsys) -> None:
+    assert cli(web_cli.main, "bench", str(url_site), "--repeats", "0") == 2
+    assert "--repeats must be at least 1, got 0" in capsys.readouterr().err
+    assert cli(web_cli.main, "bench", str(url_site), "--threads", "-1") == 2
+    assert "--threads must be at least 1, got -1" in capsys.readouterr().err
+    (tmp_path / "report.json").write_text("{}")
+    assert cli(web_cli.main, "bench", str(url_site), "--out", str(tmp_path)) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "report.json").read_text() == "{}" and not (tmp_path / "report.md").exists()
+    with serving(url_site) as url:  # the port is taken
+        port = url.rstrip("/").rsplit(":", 1)[1]
+        assert cli(web_cli.main, "serve", str(url_site), "--port", port) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
