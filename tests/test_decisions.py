@@ -139,7 +139,8 @@ def test_bench_and_upscale_backends_derive_from_the_targets() -> None:
     from carn_mobile.upscaling import available_backends
 
     backends = artifact_backends()
-    assert backends == {"onnxruntime": "onnx", "torchscript-lite": "torchscript-lite", "executorch": "executorch"}
+    assert backends == {"onnxruntime": "onnx", "ort": "ort", "torchscript-lite": "torchscript-lite",
+                        "executorch": "executorch", "litert": "litert"}
     assert backend_targets() == {"torch": None, **backends}
     assert sorted(available_backends()) == sorted(["torch", *backends])
     assert all(get_target(t).backend == b for b, t in backends.items())

@@ -128,8 +128,10 @@ def test_every_target_has_a_runner_found_by_suffix() -> None:
     assert runner_for_path("m.pte").name == "executorch"
     assert runner_for_path("m.mlpackage").name in get_target("coreml").runners
     assert [r.name for r in runners_for_target("onnx")] == ["onnxruntime"]
+    assert runner_for_path("m.tflite").name == "litert"
+    assert runner_for_path("m.ort").name == "onnxruntime"
     with pytest.raises(ValueError, match="unknown suffix"):
-        runner_for_path("model.tflite")
+        runner_for_path("model.tfl")
     with pytest.raises(ValueError, match="known runners"):
         get_runner("tflite")
 

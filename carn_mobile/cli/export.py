@@ -65,13 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
                      help="copy ONNX Runtime Web from this dist folder (node_modules/onnxruntime-web/dist) into "
                           "the site, so it works offline (default: load the pinned release by URL, integrity-checked)")
     web.add_argument("--ort-web-url", metavar="URL", help="base URL of onnxruntime-web's dist folder to load instead")
+    litert = p.add_argument_group("litert target")
+    litert.add_argument("--layout", choices=["nchw", "nhwc"],
+                        help="I/O tensor layout (default nchw, the contract; nhwc is what Android bitmaps and "
+                             "LiteRT's GPU delegate use, and leaves no TRANSPOSE in the graph)")
+    ort = p.add_argument_group("ort target")
+    ort.add_argument("--depth-to-space", choices=["dcr", "crd"], dest="depth_to_space",
+                     help="upsampler form: dcr (default; what ORT's NNAPI and Core ML NeuralNetwork EPs take) or "
+                          "crd (PyTorch's PixelShuffle as exported)")
     return p
 
 
 def target_options(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     """Per-target options from the command line (only those given)."""
-    web = {k: v for k, v in (("ort_web", args.ort_web), ("ort_web_url", args.ort_web_url)) if v is not None}
-    return {"web": web} if web else {}
+    given = {
+        "web": {"ort_web": args.ort_web, "ort_web_url": args.ort_web_url},
+        "litert": {"layout": args.layout},
+        "ort": {"depth_to_space": args.depth_to_space},
+    }
+    options = {target: {k: v for k, v in opts.items() if v is not None} for target, opts in given.items()}
+    return {target: opts for target, opts in options.items() if opts}
 
 
 def parse_targets(text: str) -> list[str]:

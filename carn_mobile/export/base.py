@@ -25,6 +25,8 @@ class ExportRequest:
     precision: str  # a name in the precision table (carn_mobile.precision)
     shape: ShapeSpec  # resolved: a dynamic spec carries its maximum
     image_io: bool = False
+    #: I/O tensor layout (``carn_mobile.runtimes.LAYOUTS``); NCHW unless the target offers NHWC.
+    layout: str = "NCHW"
     #: String key/values embedded in the artifact's own metadata where the format has some.
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -33,13 +35,16 @@ class ExportRequest:
         """What :attr:`precision` means: compute and weight dtypes, parity tolerance."""
         return get_precision(self.precision)
 
-    def example_input(self) -> torch.Tensor:
-        """An input of an accepted size, used to trace the module."""
+    def example_size(self) -> tuple[int, int]:
+        """(H, W) of the input used to trace the module: an accepted size."""
         if self.shape.kind == "dynamic":
             lo, hi = self.shape.bounds
-            h, w = min(max(lo, 32), hi), min(max(lo, 48), hi)  # unequal sides: no H/W confusion
-        else:
-            h, w = self.shape.sizes[0]
+            return min(max(lo, 32), hi), min(max(lo, 48), hi)  # unequal sides: no H/W confusion
+        return self.shape.sizes[0]
+
+    def example_input(self) -> torch.Tensor:
+        """An NCHW input of :meth:`example_size`, used to trace the module."""
+        h, w = self.example_size()
         return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
 
 
@@ -49,6 +54,8 @@ class ExportOutcome:
 
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    #: Files written beside the artifact, by suffix (one per ``Target.companions`` entry).
+    companions: dict[str, bytes] = field(default_factory=dict)
 
 
 class Target(ABC):
@@ -83,6 +90,11 @@ class Target(ABC):
     #: Largest LR side of a dynamic export unless the user names one.
     default_max_side: ClassVar[int] = 1024
     supports_image_io: ClassVar[bool] = False
+    #: Suffixes of files written beside each artifact (appended to its name), e.g. an
+    #: operator list for a reduced runtime build; committed with the artifact, or not at all.
+    companions: ClassVar[tuple[str, ...]] = ()
+    #: I/O layout of this target's artifacts (a target with a layout option sets it per instance).
+    layout: str = "NCHW"
     #: True when one artifact holds every scale of a run: a folder whose per-scale members
     #: (each parity-gated, each with its manifest) sit in :attr:`members_folder` with
     #: :attr:`member_suffix`; the whole folder is committed at once, or nothing is.

@@ -81,6 +81,7 @@ def build_manifest(
     shape: ShapeSpec,
     image_io: bool,
     weights: dict[str, Any],
+    layout: str = "NCHW",
     size_bytes: int,
     sha256: str,
     export_seconds: float,
@@ -88,8 +89,9 @@ def build_manifest(
     export_details: dict[str, Any],
     parity: dict[str, Any],
     versions: dict[str, str | None],
+    companions: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of one artifact (plain JSON types only)."""
+    """The manifest of one artifact (plain JSON types only); ``companions``: files beside it."""
     from datetime import datetime, timezone
 
     from ..precision import get_precision
@@ -105,10 +107,11 @@ def build_manifest(
         "precision": precision,
         "precision_details": get_precision(precision).to_json(),  # the precision table's row
         "image_io": image_io,
-        "contract": contract_json(scale, shape, image_io),
+        "contract": contract_json(scale, shape, image_io, layout),
         "shape": shape.to_json(),
         "weights": weights,
         "file": {"size_bytes": size_bytes, "sha256": sha256},
+        **({"companions": companions} if companions else {}),
         "export": {"seconds": round(export_seconds, 2), "notes": export_notes, "details": export_details},
         "parity": parity,
         "versions": versions,

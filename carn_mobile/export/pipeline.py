@@ -7,6 +7,7 @@ progress to an :class:`ExportListener`.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ from ..weights import WeightsRef, load_model, resolve_weights
 from .base import ExportRequest, Target
 from .manifest import artifact_filename, build_manifest, bundle_filename, dumps, manifest_path
 from .registry import get_target, list_targets
-from .staging import staged_pair
+from .staging import staged_files, staged_pair
 from .wrapper import per_scale_module
 
 #: Default output folder, relative to the working directory.
@@ -46,10 +47,16 @@ class ExportJob:
         return manifest_path(self.artifact)
 
     @property
-    def outputs(self) -> tuple[Path, Path]:
-        """What this job puts in place: the artifact and its manifest, or the bundle's pair."""
-        top = self.bundle or self.artifact
-        return top, manifest_path(top)
+    def companions(self) -> list[Path]:
+        """Files the target writes beside the artifact (``Target.companions``)."""
+        return [self.artifact.with_name(self.artifact.name + suffix) for suffix in self.target.companions]
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """What this job puts in place: the artifact, its companions and its manifest, or the bundle's pair."""
+        if self.bundle is not None:
+            return self.bundle, manifest_path(self.bundle)
+        return self.artifact, *self.companions, self.manifest
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,8 @@ class ExportResult:
         return float(self.manifest["export"]["seconds"])
 
 
-def embedded_metadata(model: str, scale: int, precision: str, weights: WeightsRef) -> dict[str, str]:
+def embedded_metadata(model: str, scale: int, precision: str, weights: WeightsRef,
+                      layout: str = "NCHW") -> dict[str, str]:
     """Key/values stored inside each artifact (where the format allows) to identify it."""
     return {
         "carn_mobile.model": model,
@@ -92,7 +100,8 @@ def embedded_metadata(model: str, scale: int, precision: str, weights: WeightsRe
         "carn_mobile.weights_sha256": weights.sha256,
         "carn_mobile.license": weights.license,
         "carn_mobile.version": __version__,
-        "carn_mobile.contract": f"lr: float32 NCHW RGB [0,1] -> sr: float32 NCHW RGB [0,1], x{scale}",
+        "carn_mobile.layout": layout,
+        "carn_mobile.contract": f"lr: float32 {layout} RGB [0,1] -> sr: float32 {layout} RGB [0,1], x{scale}",
     }
 
 
@@ -149,7 +158,8 @@ def plan_exports(
                 precision=target_precision,
                 shape=target_shape,
                 image_io=image_io,
-                metadata=embedded_metadata(weights.arch, scale, target_precision, weights),
+                layout=target.layout,
+                metadata=embedded_metadata(weights.arch, scale, target_precision, weights, target.layout),
             )
             reason = target.unsupported(request)
             if reason:
@@ -195,7 +205,8 @@ def run_export(
     """
     request = job.request
     module = per_scale_module(model, request.scale)
-    with staged_pair(job.artifact, job.manifest, force=force) as (tmp_artifact, tmp_manifest):
+    with staged_files([job.artifact, *job.companions, job.manifest], force=force) as staged:
+        tmp_artifact, tmp_companions, tmp_manifest = staged[0], staged[1:-1], staged[-1]
         start = time.perf_counter()
         outcome = job.target.export(module, request, tmp_artifact)
         export_seconds = time.perf_counter() - start
@@ -216,6 +227,11 @@ def run_export(
         if not report.passed:
             details = "\n  ".join(report.failure_details())
             raise ParityError(f"{job.artifact.name} failed parity: {report.headline()}\n  {details}", report)
+        if set(outcome.companions) != set(job.target.companions):
+            raise RuntimeError(f"the {job.target.name} target wrote companions {sorted(outcome.companions)}, "
+                               f"declared {list(job.target.companions)}")
+        for suffix, tmp in zip(job.target.companions, tmp_companions, strict=True):
+            tmp.write_bytes(outcome.companions[suffix])
 
         parity_json = report.to_json() | {"seconds": round(parity_seconds, 2)}
         manifest = build_manifest(
@@ -227,8 +243,12 @@ def run_export(
             precision=request.precision,
             shape=request.shape,
             image_io=request.image_io,
+            layout=request.layout,
             weights=weights.to_json(),
             size_bytes=_size(tmp_artifact),
+            companions={p.name: {"size_bytes": len(outcome.companions[s]),
+                                 "sha256": hashlib.sha256(outcome.companions[s]).hexdigest()}
+                        for p, s in zip(job.companions, job.target.companions, strict=True)},
             sha256=sha256_file(tmp_artifact),
             export_seconds=export_seconds,
             export_notes=outcome.notes,

@@ -21,10 +21,12 @@ from .base import Target
 #: Modules of this package that define targets (imported by name: a missing one fails loudly).
 TARGET_MODULES = (
     "target_onnx",
+    "target_ort",
     "target_coreml",
     "target_lite",
     "target_executorch",
     "target_web",
+    "target_litert",
 )
 
 _TARGETS: Registry[Target] = Registry("target", __package__, TARGET_MODULES, order=lambda t: (t.rank, t.name))

@@ -1,33 +1,51 @@
-"""Write an artifact and its manifest so that both appear, or neither does."""
+"""Write an artifact, its companion files and its manifest so that all appear, or none does."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..fileio import atomic_output
 
 
 @contextmanager
-def staged_pair(artifact: Path, manifest: Path, force: bool = False) -> Iterator[tuple[Path, Path]]:
-    """Yield temporary paths for the artifact and its manifest; commit both if the block succeeds.
+def staged_files(paths: Sequence[Path], force: bool = False) -> Iterator[list[Path]]:
+    """Yield temporary paths for ``paths``; commit them all, in order, if the block succeeds.
 
-    Each file is renamed into place atomically, the artifact first; if the manifest cannot
-    be committed afterwards, the new artifact is removed again. A failure inside the block
-    leaves nothing behind and existing files untouched.
+    Each file is renamed into place atomically, the first one first (the artifact; the
+    manifest goes last); if a later one cannot be committed, the ones already committed are
+    removed again. A failure inside the block leaves nothing behind and existing files untouched.
     """
-    artifact_committed = False
+    committed: list[Path] = []
     try:
-        with atomic_output(manifest, force=force) as tmp_manifest:
-            with atomic_output(artifact, force=force) as tmp_artifact:
-                yield tmp_artifact, tmp_manifest
-            artifact_committed = True
+        with ExitStack() as stack:
+            # ExitStack unwinds last-in first-out: enter in reverse so the first path commits first.
+            temps = [stack.enter_context(_committing(path, force, committed)) for path in reversed(paths)]
+            yield temps[::-1]
     except BaseException:
-        if artifact_committed:
-            if artifact.is_dir() and not artifact.is_symlink():
-                shutil.rmtree(artifact, ignore_errors=True)
-            else:
-                artifact.unlink(missing_ok=True)
+        for path in committed:
+            _remove(path)
         raise
+
+
+@contextmanager
+def _committing(path: Path, force: bool, committed: list[Path]) -> Iterator[Path]:
+    with atomic_output(path, force=force) as tmp:
+        yield tmp
+    committed.append(path)  # reached only once atomic_output has moved the file into place
+
+
+@contextmanager
+def staged_pair(artifact: Path, manifest: Path, force: bool = False) -> Iterator[tuple[Path, Path]]:
+    """:func:`staged_files` for an artifact and its manifest."""
+    with staged_files([artifact, manifest], force=force) as (tmp_artifact, tmp_manifest):
+        yield tmp_artifact, tmp_manifest
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -27,6 +27,39 @@ def dynamic_dims(request: ExportRequest) -> dict | None:
     return {INPUT_NAME: {2: height, 3: width}}
 
 
+def onnx_model(graph_module: torch.nn.Module, request: ExportRequest, translations: dict | None = None):
+    """``(ModelProto, notes)``: ``graph_module`` exported (opset 18), simplified, checked, with metadata.
+
+    ``translations`` maps custom torch ops to onnxscript functions (``custom_translation_table``).
+    """
+    onnx = require("onnx", "export", "exporting ONNX")
+    onnxsim = require("onnxsim", "export", "exporting ONNX")
+    with captured_output(), torch.no_grad():
+        program = torch.onnx.export(
+            graph_module,
+            (request.example_input(),),
+            None,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=OPSET,
+            dynamo=True,
+            dynamic_shapes=dynamic_dims(request),
+            custom_translation_table=translations,
+            optimize=True,
+        )
+        model = program.model_proto
+        simplified, ok = onnxsim.simplify(model)
+    if not ok:
+        raise RuntimeError("onnxsim could not validate the simplified model")
+    nodes_before, nodes_after = len(model.graph.node), len(simplified.graph.node)
+    simplified.doc_string = f"carn-mobile {request.model} x{request.scale} {request.precision}"
+    del simplified.metadata_props[:]
+    for key, value in sorted(request.metadata.items()):
+        simplified.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(simplified, full_check=True)
+    return simplified, [f"onnxsim: {nodes_before} -> {nodes_after} nodes"]
+
+
 @register_target
 class OnnxTarget(Target):
     name = "onnx"
@@ -40,36 +73,10 @@ class OnnxTarget(Target):
 
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
         onnx = require("onnx", self.extra, "the onnx target")
-        onnxsim = require("onnxsim", self.extra, "the onnx target")
-        graph_module = graph_for_precision(module, request.precision)
-        with captured_output(), torch.no_grad():
-            program = torch.onnx.export(
-                graph_module,
-                (request.example_input(),),
-                None,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                opset_version=OPSET,
-                dynamo=True,
-                dynamic_shapes=dynamic_dims(request),
-                optimize=True,
-            )
-            model = program.model_proto
-            simplified, ok = onnxsim.simplify(model)
-        if not ok:
-            raise RuntimeError("onnxsim could not validate the simplified model")
-        nodes_before, nodes_after = len(model.graph.node), len(simplified.graph.node)
-        simplified.doc_string = f"carn-mobile {request.model} x{request.scale} {request.precision}"
-        del simplified.metadata_props[:]
-        for key, value in sorted(request.metadata.items()):
-            simplified.metadata_props.add(key=key, value=value)
-        onnx.checker.check_model(simplified, full_check=True)
-        onnx.save(simplified, str(out))
-        ops = sorted({n.op_type for n in simplified.graph.node})
-        return ExportOutcome(
-            notes=[f"onnxsim: {nodes_before} -> {nodes_after} nodes"],
-            details={"opset": OPSET, "ops": ops, "nodes": nodes_after},
-        )
+        model, notes = onnx_model(graph_for_precision(module, request.precision), request)
+        onnx.save(model, str(out))
+        ops = sorted({n.op_type for n in model.graph.node})
+        return ExportOutcome(notes=notes, details={"opset": OPSET, "ops": ops, "nodes": len(model.graph.node)})
 
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
         onnx = require("onnx", self.extra, "checking ONNX artifacts")

@@ -8,6 +8,7 @@ runtime (onnxruntime, the PyTorch lite interpreter, ExecuTorch, Core ML), listed
 from .base import LoadedArtifact, Runner, RunnerUnavailable, as_model_input
 from .contract import (
     INPUT_NAME,
+    LAYOUTS,
     OUTPUT_NAME,
     SHAPE_HELP,
     ShapeSpec,
@@ -20,6 +21,7 @@ from .registry import RUNNER_MODULES, get_runner, list_runners, register_runner
 __all__ = [
     "RUNNER_MODULES",
     "INPUT_NAME",
+    "LAYOUTS",
     "OUTPUT_NAME",
     "SHAPE_HELP",
     "LoadedArtifact",

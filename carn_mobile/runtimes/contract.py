@@ -154,7 +154,18 @@ def parse_shape(text: str) -> ShapeSpec:
         raise ValueError(f"unusable shape spec {text!r} ({exc}); use {SHAPE_HELP}") from None
 
 
-def contract_json(scale: int, shape: ShapeSpec, image_io: bool = False) -> dict[str, Any]:
+#: Tensor layouts an artifact's I/O may use: the contract's NCHW, or NHWC where a target offers
+#: it (LiteRT: what Android bitmaps and its GPU delegate use). Runners take and return NCHW
+#: either way; they transpose for an NHWC artifact.
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def layout_shape(layout: str, height: str, width: str) -> list[Any]:
+    """``[1, 3, H, W]`` or ``[1, H, W, 3]``."""
+    return [1, 3, height, width] if layout == "NCHW" else [1, height, width, 3]
+
+
+def contract_json(scale: int, shape: ShapeSpec, image_io: bool = False, layout: str = "NCHW") -> dict[str, Any]:
     """The input/output contract of one artifact, as written into its manifest."""
     if image_io:
         inp = {"name": INPUT_NAME, "type": "image", "color": "RGB", "bits": 8,
@@ -162,9 +173,9 @@ def contract_json(scale: int, shape: ShapeSpec, image_io: bool = False) -> dict[
         out = {"name": OUTPUT_NAME, "type": "image", "color": "RGB", "bits": 8,
                "note": "the model computes clamp(sr, 0, 1) * 255; Core ML rounds it into the image"}
     else:
-        inp = {"name": INPUT_NAME, "type": "tensor", "layout": "NCHW", "dtype": "float32",
-               "color": "RGB", "range": [0.0, 1.0], "shape": [1, 3, "H", "W"]}
-        out = {"name": OUTPUT_NAME, "type": "tensor", "layout": "NCHW", "dtype": "float32",
+        inp = {"name": INPUT_NAME, "type": "tensor", "layout": layout, "dtype": "float32",
+               "color": "RGB", "range": [0.0, 1.0], "shape": layout_shape(layout, "H", "W")}
+        out = {"name": OUTPUT_NAME, "type": "tensor", "layout": layout, "dtype": "float32",
                "color": "RGB", "range": [0.0, 1.0], "clamped_in_graph": True,
-               "shape": [1, 3, f"{scale}*H", f"{scale}*W"]}
+               "shape": layout_shape(layout, f"{scale}*H", f"{scale}*W")}
     return {"scale": scale, "input": inp, "output": out, "accepted_lr_sizes": shape.to_json()}

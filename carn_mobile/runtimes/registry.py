@@ -22,6 +22,7 @@ RUNNER_MODULES = (
     "runner_coreml",
     "runner_coreml_reference",
     "runner_onnxruntime_web",
+    "runner_litert",
 )
 
 _RUNNERS: Registry[Runner] = Registry("runner", __package__, RUNNER_MODULES, order=lambda r: r.name)

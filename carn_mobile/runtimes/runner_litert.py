@@ -1,0 +1,53 @@
+"""LiteRT artifacts (``.tflite``) in the ai-edge-litert interpreter (XNNPACK on the CPU).
+
+The interpreter's signature runner resizes the input when its size differs from the stored
+one, which is how one ``.tflite`` serves every accepted size. An NHWC artifact is fed and read
+through transposes here, so the runner keeps the NCHW contract of every other runner.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import LoadedArtifact, Runner, as_model_input
+from .contract import INPUT_NAME, OUTPUT_NAME
+from .optional import require, version_of
+from .quiet import captured_output
+from .registry import register_runner
+
+
+@register_runner
+class LiteRTRunner(Runner):
+    name = "litert"
+    extra = "litert"
+
+    def load(self, path: str | Path) -> LoadedArtifact:
+        interpreter_mod = require("ai_edge_litert.interpreter", self.extra, "running LiteRT artifacts")
+        import torch
+
+        from ..export.target_litert import read_metadata
+
+        nhwc = read_metadata(path).get("layout") == "NHWC"
+        # One thread setting for every CPU engine in the process (see the onnxruntime runner).
+        interpreter = interpreter_mod.Interpreter(model_path=str(path), num_threads=torch.get_num_threads())
+        signature = interpreter.get_signature_runner()
+        announced = False
+
+        def run(lr: np.ndarray) -> np.ndarray:
+            nonlocal announced
+            x = as_model_input(lr)
+            if nhwc:
+                x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+            with captured_output(enabled=not announced):  # XNNPACK says hello on the first run
+                sr = signature(**{INPUT_NAME: x})[OUTPUT_NAME]
+            announced = True
+            if nhwc:
+                sr = sr.transpose(0, 3, 1, 2)
+            return np.array(sr, dtype=np.float32, copy=True)  # the runner reuses its buffers
+
+        return run
+
+    def versions(self) -> dict[str, str | None]:
+        return {"ai-edge-litert": version_of("ai-edge-litert")}
