@@ -53,6 +53,7 @@ def recheck_artifact(
         precision=manifest["precision"],
         shape=ShapeSpec.from_json(manifest["shape"]),
         image_io=bool(manifest.get("image_io", False)),
+        layout=manifest.get("contract", {}).get("input", {}).get("layout", "NCHW"),
     )
     module = per_scale_module(model, scale)
     expected_sha = manifest["file"]["sha256"]
@@ -61,7 +62,14 @@ def recheck_artifact(
         actual = sha256_file(path)
         sha = StructuralCheck("sha256 matches manifest", actual == expected_sha,
                               f"file {actual[:16]}..., manifest {expected_sha[:16]}...")
-        return [sha, *target.structural_check(path, request, module)]
+        companions = []
+        for name, entry in manifest.get("companions", {}).items():
+            companion = path.with_name(name)
+            digest = sha256_file(companion) if companion.is_file() else None
+            companions.append(StructuralCheck(f"companion {name}", digest == entry["sha256"],
+                                              "matches manifest" if digest == entry["sha256"]
+                                              else "missing" if digest is None else "sha256 differs"))
+        return [sha, *companions, *target.structural_check(path, request, module)]
 
     cases = parity_inputs(scale, request.shape, parity_images)
     report = check_parity(path, target.name, module, request.precision, cases, image_io=request.image_io,
