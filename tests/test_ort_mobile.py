@@ -149,6 +149,6 @@ def test_carn_parity_checks_the_config_beside_the_artifact(exports, tmp_path: Pa
     config = copy.with_name(copy.name + CONFIG_SUFFIX)
     config.write_text(config.read_text() + "ai.onnx;1;Abs\n")
     assert cli(parity_cli.main, str(copy)) == 1
-    assert "sha256 differs" in capsys.readouterr().out
+    assert "companion carn-m_x2_fp32.ort.required_operators.config: sha256 differs" in capsys.readouterr().err
     config.unlink()
     assert cli(parity_cli.main, str(copy)) == 1
