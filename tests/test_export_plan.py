@@ -32,7 +32,8 @@ def shipped():
 def test_targets_are_discovered_in_listing_order() -> None:
     assert list_targets() == ["onnx", "ort", "web", "coreml", "torchscript-lite", "executorch", "litert"]
     assert get_target("ONNX").suffix == ".onnx"
-    with pytest.raises(ValueError, match="known targets: onnx, ort, web, coreml, torchscript-lite, executorch, litert, all"):
+    known = "known targets: onnx, ort, web, coreml, torchscript-lite, executorch, litert, all"
+    with pytest.raises(ValueError, match=known):
         get_target("tflite")
 
 
