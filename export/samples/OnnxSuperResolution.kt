@@ -1,7 +1,11 @@
-// ONNX Runtime Mobile: run a carn-export .onnx on an Android Bitmap and get a Bitmap back.
+// ONNX Runtime Mobile: run a carn-export .onnx or .ort on an Android Bitmap and get a Bitmap back.
 // Contract: input "lr" float32 [1, 3, H, W] RGB in [0, 1]; output "sr" [1, 3, sH, sW] in [0, 1].
-// Gradle: implementation("com.microsoft.onnxruntime:onnxruntime-android:<version>")
-// Written for carn-mobile (MIT).
+// Gradle: implementation("com.microsoft.onnxruntime:onnxruntime-android:<version>"), or a reduced
+// build made from the .ort's <artifact>.required_operators.config (ORT's build.py --include_ops_by_config).
+// The .ort (carn-export --target ort) is DCR-form: with useNnapi every node can go to NNAPI once H and
+// W are fixed (export a tile size: --shape 128x128); the manifest's export.details.mobile_usability
+// has the estimate.
+// Written for carn-mobile (MIT). Not compiled in this repository's CI (no Android toolchain).
 
 import ai.onnxruntime.OnnxTensor
 import ai.onnxruntime.OrtEnvironment
@@ -10,10 +14,17 @@ import android.content.Context
 import android.graphics.Bitmap
 import java.nio.FloatBuffer
 
-class OnnxSuperResolution(context: Context, assetName: String = "carn-m_x4_fp32.onnx") : AutoCloseable {
+class OnnxSuperResolution(
+    context: Context,
+    assetName: String = "carn-m_x4_fp32.ort",   // or the .onnx; ORT reads both
+    useNnapi: Boolean = false,
+) : AutoCloseable {
     private val env = OrtEnvironment.getEnvironment()
-    private val session: OrtSession =
-        env.createSession(context.assets.open(assetName).use { it.readBytes() }, OrtSession.SessionOptions())
+    private val session: OrtSession = run {
+        val options = OrtSession.SessionOptions()
+        if (useNnapi) options.addNnapi()   // nodes NNAPI cannot take stay on the CPU provider
+        env.createSession(context.assets.open(assetName).use { it.readBytes() }, options)
+    }
 
     /** Upscales one tile; for big images call it per tile (export/README.md, "Memory and tiling"). */
     fun upscale(bitmap: Bitmap): Bitmap {
