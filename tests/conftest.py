@@ -3,6 +3,7 @@ test (the checkout, never an installed copy), and image-file generators used by 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -70,6 +71,43 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def quick_parity_settings():
+    """Export tests on two shared cores: one torch thread (two oversubscribe the cores as soon as
+    anything else runs) and two 32-pixel real crops instead of five 64-pixel ones. Every parity
+    rule still applies."""
+    import torch
+
+    from carn_mobile import parity
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(parity, "REAL_CROP", 32)
+            mp.setattr(parity, "MAX_REAL_IMAGES", 2)
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def hide_modules(monkeypatch: pytest.MonkeyPatch, *prefixes: str) -> None:
+    """Make carn-mobile's optional imports of modules starting with ``prefixes`` fail, as when
+    their extra is not installed."""
+    import importlib
+
+    from carn_mobile.runtimes import optional as optional_mod
+
+    real = importlib.import_module
+
+    def import_module(name: str, *args, **kwargs):
+        if name.startswith(prefixes):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(optional_mod.importlib, "import_module", import_module)
 
 
 # --- image files ---------------------------------------------------------------------------------

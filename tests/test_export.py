@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import hide_modules, quick_parity_settings
 
-from carn_mobile import parity
 from carn_mobile.cli import export as export_cli
 from carn_mobile.cli import parity as parity_cli
 from carn_mobile.export import ExportResult, export_model, get_target, manifest_path, recheck_artifact, run
@@ -38,16 +37,9 @@ def cli(main: Callable, *args: str) -> int:
 
 @pytest.fixture(scope="module", autouse=True)
 def quick_parity():
-    """Keep the module fast on two shared cores: one torch thread (two threads oversubscribe
-    the cores as soon as anything else runs) and two 32-pixel real crops instead of five
-    64-pixel ones. Every parity rule still applies."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(parity, "REAL_CROP", 32)
-        mp.setattr(parity, "MAX_REAL_IMAGES", 2)
+    """Keep the module fast on two shared cores (conftest.quick_parity_settings)."""
+    with quick_parity_settings():
         yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -393,18 +385,7 @@ def test_scale_missing_from_the_weights(tmp_path: Path, capsys) -> None:
 
 def test_missing_optional_dependency_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys) -> None:
-    import importlib
-
-    from carn_mobile.runtimes import optional as optional_mod
-
-    real = importlib.import_module
-
-    def without_executorch(name: str, *args, **kwargs):
-        if name.startswith("executorch"):
-            raise ImportError(f"No module named {name!r}")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(optional_mod.importlib, "import_module", without_executorch)
+    hide_modules(monkeypatch, "executorch")
     assert cli(export_cli.main, "--target", "executorch", "--out", str(tmp_path)) == 2
     assert 'pip install "carn-mobile[executorch]"' in capsys.readouterr().err
 

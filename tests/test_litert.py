@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import hide_modules, quick_parity_settings
 
-from carn_mobile import parity
 from carn_mobile.cli import export as export_cli
 from carn_mobile.cli import parity as parity_cli
 from carn_mobile.export import export_model, get_target, manifest_path, plan_exports
@@ -41,17 +41,12 @@ def exports(tmp_path_factory) -> dict[str, Path]:
     if _available():
         pytest.skip(_available())
     out = tmp_path_factory.mktemp("litert")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     made = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(parity, "REAL_CROP", 32)
-        mp.setattr(parity, "MAX_REAL_IMAGES", 2)
+    with quick_parity_settings():
         for key, layout, precision, scale in (("nchw", "nchw", "fp32", 4), ("nhwc", "nhwc", "fp16", 3)):
             (result,) = export_model("carn-m", targets=["litert"], scales=[scale], precision=precision,
                                      out_dir=out / key, target_options={"litert": {"layout": layout}})
             made[key] = result.artifact
-    torch.set_num_threads(threads)
     return made
 
 
@@ -121,18 +116,7 @@ def test_bad_options_fail_clearly(tmp_path: Path, capsys) -> None:
 
 
 def test_missing_extra_is_named_and_all_skips_the_target(tmp_path: Path, monkeypatch, capsys) -> None:
-    import importlib
-
-    from carn_mobile.runtimes import optional as optional_mod
-
-    real = importlib.import_module
-
-    def without_litert(name: str, *args, **kwargs):
-        if name.startswith(("litert_torch", "ai_edge_litert", "ai_edge_quantizer")):
-            raise ImportError(f"No module named {name!r}")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(optional_mod.importlib, "import_module", without_litert)
+    hide_modules(monkeypatch, "litert_torch", "ai_edge_litert", "ai_edge_quantizer")
     assert cli(export_cli.main, "--target", "litert", "--out", str(tmp_path)) == 2
     assert 'pip install "carn-mobile[litert]"' in capsys.readouterr().err
     jobs, skipped = plan_exports(resolve_weights("carn-m"), (2, 3, 4), ["all"], [4], out_dir=tmp_path)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import quick_parity_settings
 
-from carn_mobile import parity
 from carn_mobile.cli import export as export_cli
 from carn_mobile.cli import parity as parity_cli
 from carn_mobile.export import export_model, get_target, manifest_path
@@ -34,13 +34,8 @@ def quick(tmp_path_factory):
         get_target("ort").check_available()
     except MissingDependencyError as exc:
         pytest.skip(str(exc))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(parity, "REAL_CROP", 32)
-        mp.setattr(parity, "MAX_REAL_IMAGES", 2)
+    with quick_parity_settings():
         yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
