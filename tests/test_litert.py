@@ -123,3 +123,17 @@ def test_missing_extra_is_named_and_all_skips_the_target(tmp_path: Path, monkeyp
     assert "litert" not in {j.target.name for j in jobs}
     assert "carn-mobile[litert]" in next(s.reason for s in skipped if s.target == "litert")
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_litert
+def test_a_converter_failure_is_one_line_and_writes_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    import litert_torch
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("error: 'tfl.conv_2d' op inferred shape [1, 64, 0, 0] is incompatible\n<huge MLIR dump>")
+
+    monkeypatch.setattr(litert_torch, "convert", refuse)
+    assert cli(export_cli.main, "--target", "litert", "--scale", "2", "--shape", "12x20", "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "litert-torch could not convert carn-m x2 at LR 12x20" in err and "huge MLIR" not in err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []

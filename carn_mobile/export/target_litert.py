@@ -100,8 +100,14 @@ class LiteRTTarget(Target):
             sample = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
             if request.layout == "NHWC":
                 sample = sample.permute(0, 2, 3, 1).contiguous()
-            with torch.no_grad():
-                converted = litert_torch.convert(graph, sample_kwargs={INPUT_NAME: sample})
+            try:
+                with torch.no_grad():
+                    converted = litert_torch.convert(graph, sample_kwargs={INPUT_NAME: sample})
+            except Exception as exc:  # the converter's own errors are long MLIR dumps
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise ValueError(f"litert-torch could not convert {request.model} x{request.scale} at LR {h}x{w} "
+                                 f"({type(exc).__name__}: {first}); try another --shape, or --verbose for the "
+                                 f"converter's log") from exc
             with tempfile.TemporaryDirectory(prefix="carn-litert-") as tmp:
                 converted.export(str(Path(tmp) / "model.tflite"))
                 data = (Path(tmp) / "model.tflite").read_bytes()
