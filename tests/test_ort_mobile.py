@@ -147,3 +147,10 @@ def test_carn_parity_checks_the_config_beside_the_artifact(exports, tmp_path: Pa
     assert "companion carn-m_x2_fp32.ort.required_operators.config: sha256 differs" in capsys.readouterr().err
     config.unlink()
     assert cli(parity_cli.main, str(copy)) == 1
+
+
+def test_a_file_that_is_not_ort_format_fails_the_structural_check(tmp_path: Path) -> None:
+    bogus = tmp_path / "m.ort"
+    bogus.write_bytes(b"\x00" * 64)
+    (check,) = get_target("ort").structural_check(bogus, None, None)
+    assert not check.ok and "file identifier" in check.detail

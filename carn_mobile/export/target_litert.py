@@ -212,8 +212,9 @@ def analyze(path: str | Path) -> dict[str, Any]:
     max_rank, transposes, body_transposes = 0, 0, 0
     inputs = {graph.Inputs(i) for i in range(graph.InputsLength())}
     outputs = {graph.Outputs(i) for i in range(graph.OutputsLength())}
-    weight_types: set[str] = set()
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    dequantized: dict[int, int] = {}  # output tensor of a DEQUANTIZE -> its (stored) input tensor
+    convs: list[int] = []  # weight tensors of the convolutions
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
@@ -227,14 +228,12 @@ def analyze(path: str | Path) -> dict[str, Any]:
             transposes += 1
             at_edge = op.Inputs(0) in inputs or op.Outputs(0) in outputs
             body_transposes += 0 if at_edge else 1
-        if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.InputsLength() > 1:
-            weight = graph.Tensors(op.Inputs(1))
-            weight_types.add(type_names.get(weight.Type(), str(weight.Type())))
-    for i in range(graph.OperatorsLength()):  # float16 weights reach the conv through DEQUANTIZE
-        op = graph.Operators(i)
-        if ops[i] == "DEQUANTIZE":
-            weight_types.discard("FLOAT32")
-            weight_types.add(type_names.get(graph.Tensors(op.Inputs(0)).Type(), "?"))
+        elif name == "DEQUANTIZE":
+            dequantized[op.Outputs(0)] = op.Inputs(0)
+        elif name in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.InputsLength() > 1:
+            convs.append(op.Inputs(1))
+    # The dtype a conv's weights are stored in: float16 weights reach it through a DEQUANTIZE.
+    weight_types = {type_names.get(graph.Tensors(dequantized.get(t, t)).Type(), "?") for t in convs}
     unsupported = sorted(set(ops) - GPU_DELEGATE_OPS)
     if max_rank > GPU_MAX_RANK:
         unsupported.append(f"rank-{max_rank} tensors")

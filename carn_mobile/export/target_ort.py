@@ -122,8 +122,10 @@ class OrtMobileTarget(Target):
             companions={CONFIG_SUFFIX: config_bytes},
         )
 
-    def structural_check(self, path, request, module):
-        return []  # the .ort is a flatbuffer onnx cannot read; parity loads it in onnxruntime
+    def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
+        # The .ort is a flatbuffer onnx cannot read; parity loads it in onnxruntime itself.
+        head = Path(path).read_bytes()[:8]
+        return [StructuralCheck("ORT format", head[4:8] == b"ORTM", f"file identifier {head[4:8]!r}")]
 
     def versions(self) -> dict[str, str | None]:
         return OnnxTarget().versions()
