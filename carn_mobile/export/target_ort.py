@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..parity import StructuralCheck
 from ..runtimes import require
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
