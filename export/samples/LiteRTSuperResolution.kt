@@ -47,7 +47,7 @@ class LiteRTSuperResolution(
         if (inShape[1] != h || inShape[2] != w) {
             // The .tflite is stored at one size; its ops hold none, so it runs at any size after a
             // resize. With the GPU delegate prefer a fixed-size export and tiles of exactly that size.
-            interpreter.resizeInput(interpreter.getInputIndex(INPUT), intArrayOf(1, h, w, 3))
+            interpreter.resizeInput(0, intArrayOf(1, h, w, 3))   // the one input (graph tensor serving_default_lr)
             interpreter.allocateTensors()
         }
         val input = bitmapToNhwc(bitmap)
