@@ -39,9 +39,13 @@ class DCROps:
         """``x`` NCHW cut into ``groups`` equal channel blocks."""
         return list(x.chunk(groups, dim=1))
 
+    def depth_to_space_one(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        """DCR depth-to-space of one NCHW tensor."""
+        return depth_to_space_dcr(x, block)
+
     def depth_to_space(self, parts: list[torch.Tensor], block: int) -> torch.Tensor:
         """DCR depth-to-space of each NCHW part, concatenated along channels."""
-        outs = [depth_to_space_dcr(p, block) for p in parts]
+        outs = [self.depth_to_space_one(p, block) for p in parts]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
 

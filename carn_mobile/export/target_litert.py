@@ -35,7 +35,7 @@ from .depth_to_space import with_dcr_upsampler
 from .registry import register_target
 from .wrapper import SuperResolver
 
-#: Name of the metadata entry carrying the artifact's identity and layout (JSON).
+#: Name of the metadata entry carrying the artifact's ``carn_mobile.*`` keys, layout included (JSON).
 METADATA_NAME = "carn_mobile"
 
 #: Builtin ops LiteRT's GPU delegate builds kernels for, as listed by its model builder's op
@@ -97,7 +97,7 @@ class LiteRTTarget(Target):
 
             graph = _LayoutIO(with_dcr_upsampler(module, LiteRTDCROps()), request.layout).eval()
             h, w = request.example_size()
-            sample = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+            sample = request.example_input()
             if request.layout == "NHWC":
                 sample = sample.permute(0, 2, 3, 1).contiguous()
             try:
@@ -113,8 +113,8 @@ class LiteRTTarget(Target):
                 data = (Path(tmp) / "model.tflite").read_bytes()
             if request.precision == "fp16":
                 data = _float16_weights(data)
-        layout_info = {"layout": request.layout, "stored_lr_size": [h, w]}
-        data = _with_metadata(data, request.metadata | {k: json.dumps(v) for k, v in layout_info.items()})
+        # request.metadata already names the layout (carn_mobile.layout), which the runner reads.
+        data = _with_metadata(data, request.metadata | {"carn_mobile.stored_lr_size": f"{h}x{w}"})
         out.write_bytes(data)
         info = analyze(out) | {"litert_analyzer": _analyzer_verdict(out)}
         notes = [f"ops: {_op_summary(info['op_counts'])}",
@@ -122,8 +122,8 @@ class LiteRTTarget(Target):
                  + ("every op and rank supported" if info["gpu_compatible"] else f"outside: {info['gpu_unsupported']}"),
                  f"stored at LR {h}x{w}; other sizes via resize_tensor_input"]
         return ExportOutcome(notes=notes, details={
-            **layout_info, "depth_to_space": "DEPTH_TO_SPACE (DCR conv order)", **info,
-            "weights_dtype": "float16 (DEQUANTIZE to float32)" if request.precision == "fp16" else "float32",
+            "layout": request.layout, "stored_lr_size": [h, w], "depth_to_space": "DEPTH_TO_SPACE (DCR conv order)",
+            **info,
         })
 
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
@@ -134,7 +134,7 @@ class LiteRTTarget(Target):
             return [StructuralCheck("flatbuffer", False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")]
         checks = [StructuralCheck("io names", info["inputs"] == [INPUT_NAME] and info["outputs"] == [OUTPUT_NAME],
                                   f"signature inputs {info['inputs']}, outputs {info['outputs']}")]
-        layout = meta.get("layout")
+        layout = meta.get("carn_mobile.layout")
         checks.append(StructuralCheck("layout", layout == request.layout, f"metadata layout {layout}"))
         channels_at = 3 if request.layout == "NHWC" else 1
         shape = info["input_shape"]
@@ -191,15 +191,13 @@ def _root(path: Path):
     return schema, schema.Model.GetRootAs(Path(path).read_bytes(), 0)
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``carn_mobile`` metadata of a ``.tflite`` (``layout`` decoded); ``{}`` if it has none."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``carn_mobile.*`` metadata of a ``.tflite``; ``{}`` if it has none."""
     _, model = _root(Path(path))
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
         if entry.Name() == METADATA_NAME.encode():
-            raw = json.loads(bytes(model.Buffers(entry.Buffer()).DataAsNumpy()).decode())
-            raw["layout"] = json.loads(raw.get("layout", '"NCHW"'))
-            return raw
+            return json.loads(bytes(model.Buffers(entry.Buffer()).DataAsNumpy()).decode())
     return {}
 
 

@@ -23,7 +23,7 @@ from ..parity import StructuralCheck
 from ..runtimes import require
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
-from .depth_to_space import FORMS, DCROps, with_dcr_upsampler
+from .depth_to_space import FORMS, DCROps, depth_to_space_dcr, with_dcr_upsampler
 from .registry import register_target
 from .target_onnx import OPSET, OnnxTarget, onnx_model
 from .wrapper import SuperResolver, graph_for_precision
@@ -44,8 +44,6 @@ MOBILE_EPS = {
 @torch.library.custom_op("carn_onnx::depth_to_space_dcr", mutates_args=())
 def _depth_to_space_dcr(x: torch.Tensor, block: int) -> torch.Tensor:
     """Exports as ONNX ``DepthToSpace`` mode DCR (eager: the same in PyTorch)."""
-    from .depth_to_space import depth_to_space_dcr
-
     return depth_to_space_dcr(x, block).contiguous()
 
 
@@ -58,9 +56,8 @@ def _depth_to_space_shape(x: torch.Tensor, block: int) -> torch.Tensor:
 class OnnxDCROps(DCROps):
     """DCR stages as ONNX ``Split`` + ``DepthToSpace(mode="DCR")`` + ``Concat``."""
 
-    def depth_to_space(self, parts: list[torch.Tensor], block: int) -> torch.Tensor:
-        outs = [torch.ops.carn_onnx.depth_to_space_dcr(p, block) for p in parts]
-        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+    def depth_to_space_one(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        return torch.ops.carn_onnx.depth_to_space_dcr(x, block)
 
 
 def _onnx_translations() -> dict:

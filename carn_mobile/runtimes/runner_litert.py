@@ -29,7 +29,7 @@ class LiteRTRunner(Runner):
 
         from ..export.target_litert import read_metadata
 
-        nhwc = read_metadata(path).get("layout") == "NHWC"
+        nhwc = read_metadata(path).get("carn_mobile.layout") == "NHWC"
         # One thread setting for every CPU engine in the process (see the onnxruntime runner).
         interpreter = interpreter_mod.Interpreter(model_path=str(path), num_threads=torch.get_num_threads())
         signature = interpreter.get_signature_runner()
