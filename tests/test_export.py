@@ -19,10 +19,20 @@ from conftest import hide_modules, quick_parity_settings
 
 from carn_mobile.cli import export as export_cli
 from carn_mobile.cli import parity as parity_cli
-from carn_mobile.export import ExportResult, export_model, get_target, manifest_path, recheck_artifact, run
+from carn_mobile.export import (
+    ExportResult,
+    export_model,
+    get_target,
+    manifest_path,
+    optimized_module,
+    per_scale_module,
+    recheck_artifact,
+    run,
+)
+from carn_mobile.export.wrapper import weight_counts
 from carn_mobile.fileio import sha256_file
 from carn_mobile.runtimes import MissingDependencyError, get_runner
-from carn_mobile.weights import get_weights
+from carn_mobile.weights import get_weights, load_model
 
 ON_MACOS = sys.platform == "darwin"
 SHIPPED_SHA = get_weights("carn-m").sha256
@@ -138,8 +148,10 @@ def test_onnx_fp16_artifact_is_half_the_size(exported) -> None:
     assert_common_manifest(r, "onnx", 2, "fp16")
     assert_numeric_parity(r, max_abs=2e-2, min_psnr=50.0)
     assert r.report.tolerance == {"max_abs": 2e-2, "min_psnr_db": 50.0}
-    x2_weights = 257_027
-    assert 2 * x2_weights < r.size_bytes < 2.2 * x2_weights  # float16 weights of the x2 branch only
+    # float16 weights of the x2 branch only, as rewritten (the exit conv before the shuffle has 4x its weights)
+    x2_weights = weight_counts(optimized_module(per_scale_module(load_model("carn-m"), 2))[0])[0]
+    assert x2_weights == 257_027 + (12 * 256 - 3 * 64) * 9 + (12 - 3)  # exit: 3x64 -> 12x256 filters
+    assert 2 * x2_weights < r.size_bytes < 2.2 * x2_weights
 
 
 def test_torchscript_lite_artifact(exported) -> None:
@@ -405,8 +417,10 @@ def test_flipped_mlpackage_weights_fail_parity_numerically(exported, tmp_path: P
     artifact = copy_artifact(exported("coreml", 4), tmp_path)
     weight_file = next(artifact.rglob("weight.bin"))
     data = bytearray(weight_file.read_bytes())
-    middle = (len(data) // 2) & ~63
-    for i in range(middle, middle + 4000, 2):  # sign bits of 2000 fp16 weights (little-endian)
+    # Inside the largest blob's data: each blob starts with 64 bytes of metadata (sentinel 0xDEADBEEF).
+    starts = [i for i in range(0, len(data) - 3, 64) if data[i : i + 4] == b"\xef\xbe\xad\xde"] + [len(data)]
+    begin = max(zip(starts[:-1], starts[1:], strict=True), key=lambda pair: pair[1] - pair[0])[0] + 64
+    for i in range(begin, begin + 4000, 2):  # sign bits of 2000 fp16 weights (little-endian)
         data[i + 1] ^= 0x80
     weight_file.write_bytes(bytes(data))
     manifest = json.loads(manifest_path(artifact).read_text())

@@ -60,7 +60,7 @@ def test_artifact_config_and_manifest_are_written_together(exports) -> None:
     assert entry["sha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
     text = config.read_text()
     ops = {op for line in text.splitlines() if not line.startswith("#") for op in line.split(";")[2].split(",")}
-    assert {"Conv", "DepthToSpace", "Concat", "Clip"} <= ops
+    assert {"Conv", "DepthToSpace", "Add", "Clip"} <= ops  # Add: the cascade as a sum of convs
     assert artifact.name in text and "/tmp" not in text  # names the artifact, not the temporary model
     assert manifest["export"]["details"]["depth_to_space"] == "DCR"
     assert manifest["export"]["details"]["optimization_level"] == "basic"

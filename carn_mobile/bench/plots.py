@@ -81,19 +81,25 @@ def plot_latency(rows: Sequence[dict], path: Path, title: str) -> None:
     plt = _pyplot()
     ok = [r for r in rows if r.get("status") == "ok"]
     groups = list(dict.fromkeys(f"{r['model']} x{r['scale']}" for r in ok))
-    backends = list(dict.fromkeys(r["backend"] for r in ok))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4.5))
+    graphs = {r.get("graph", "plain") for r in ok}
+
+    def series_of(r: dict) -> str:  # one bar series per backend, and per graph when both were run
+        return r["backend"] + (f" ({r.get('graph', 'plain')})" if len(graphs) > 1 else "")
+
+    backends = list(dict.fromkeys(series_of(r) for r in ok))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) * max(1, len(graphs))), 4.5))
     width = 0.8 / max(1, len(backends))
     for i, backend in enumerate(backends):
         xs, meds, errs = [], [], []
         for g, group in enumerate(groups):
-            hit = [r for r in ok if f"{r['model']} x{r['scale']}" == group and r["backend"] == backend]
+            hit = [r for r in ok if f"{r['model']} x{r['scale']}" == group and series_of(r) == backend]
             if hit:
                 lat = hit[0]["latency_ms"]
                 xs.append(g + (i - (len(backends) - 1) / 2) * width)
                 meds.append(lat["median"])
                 errs.append(max(0.0, lat["p90"] - lat["median"]))
-        ax.bar(xs, meds, width, yerr=[[0] * len(errs), errs], label=backend, capsize=2)
+        ax.bar(xs, meds, width, yerr=[[0] * len(errs), errs], label=backend, capsize=2,
+               hatch="//" if backend.endswith("(plain)") else None)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel("latency, median (ms); whisker to p90")
     ax.set_title(title)

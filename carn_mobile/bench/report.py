@@ -36,23 +36,26 @@ def markdown(report: dict) -> str:
         "",
         "## Results",
         "",
-        "| model | scale | params | Mult-Adds (G) | backend | size (MB) | median ms | p90 ms | peak MB "
-        "| GMAC/s | of ceiling | vs torch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | scale | params | Mult-Adds (G) | backend | graph | size (MB) | median ms | p90 ms | peak MB "
+        "| GMAC/s | of ceiling | vs torch | vs plain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
+        graph = r.get("graph", "plain")  # reports older than the rewrites benchmarked the plain graph
         if r["status"] != "ok":
             lines.append(
                 f"| {r['model']} | x{r['scale']} | {r['params']:,} | {r['mult_adds'] / 1e9:.1f} | {r['backend']} "
-                f"| - | skipped: {r['reason']} | | | | | |"
+                f"| {graph} | - | skipped: {r['reason']} | | | | | | |"
             )
             continue
         lat = r["latency_ms"]
         size = None if r["size_bytes"] is None else r["size_bytes"] / 1e6
         lines.append(
             f"| {r['model']} | x{r['scale']} | {r['params']:,} | {r['mult_adds'] / 1e9:.1f} | {r['backend']} "
-            f"| {_fmt(size, '.2f')} | {lat['median']:.1f} | {lat['p90']:.1f} | {_fmt(r['peak_mem_mb'], '.0f')} "
-            f"| {r['gmacs_per_s']:.1f} | {r['ceiling_fraction']:.0%} | {_fmt(r.get('speedup_vs_torch'), '.2f')}x |"
+            f"| {graph} | {_fmt(size, '.2f')} | {lat['median']:.1f} | {lat['p90']:.1f} "
+            f"| {_fmt(r['peak_mem_mb'], '.0f')} | {r['gmacs_per_s']:.1f} | {r['ceiling_fraction']:.0%} "
+            f"| {_fmt(r.get('speedup_vs_torch'), '.2f')}x | {_fmt(r.get('speedup_vs_plain'), '.2f', '')}"
+            f"{'x' if r.get('speedup_vs_plain') else ''} |"
         )
     notes = report.get("notes") or []
     if notes:
@@ -65,19 +68,21 @@ def console_table(rows: Sequence[dict]):
     from rich.table import Table
 
     table = Table(title="carn-bench")
-    for col in ("model", "scale", "backend", "Mult-Adds", "size MB", "median ms", "p90 ms", "peak MB", "GMAC/s",
-                "ceiling", "vs torch"):  # fmt: skip
-        table.add_column(col, justify="left" if col in ("model", "backend") else "right")
+    for col in ("model", "scale", "backend", "graph", "Mult-Adds", "size MB", "median ms", "p90 ms", "peak MB",
+                "GMAC/s", "ceiling", "vs torch", "vs plain"):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("model", "backend", "graph") else "right")
     for r in rows:
+        graph = r.get("graph", "plain")
         if r["status"] != "ok":
-            table.add_row(r["model"], f"x{r['scale']}", r["backend"], f"{r['mult_adds'] / 1e9:.1f} G",
-                          "-", f"skipped: {r['reason']}", "", "", "", "", "")  # fmt: skip
+            table.add_row(r["model"], f"x{r['scale']}", r["backend"], graph, f"{r['mult_adds'] / 1e9:.1f} G",
+                          "-", f"skipped: {r['reason']}", "", "", "", "", "", "")  # fmt: skip
             continue
         size = None if r["size_bytes"] is None else r["size_bytes"] / 1e6
         table.add_row(
             r["model"],
             f"x{r['scale']}",
             r["backend"],
+            graph,
             f"{r['mult_adds'] / 1e9:.1f} G",
             _fmt(size, ".2f"),
             f"{r['latency_ms']['median']:.1f}",
@@ -86,5 +91,6 @@ def console_table(rows: Sequence[dict]):
             f"{r['gmacs_per_s']:.1f}",
             f"{r['ceiling_fraction']:.0%}",
             _fmt(r.get("speedup_vs_torch"), ".2f") + "x",
+            _fmt(r.get("speedup_vs_plain"), ".2f", "") + ("x" if r.get("speedup_vs_plain") else ""),
         )
     return table

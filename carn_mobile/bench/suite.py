@@ -47,6 +47,9 @@ class BenchSettings:
     threads: int = 2
     runs: int = 10
     warmup: int = 2
+    #: "optimized" (the export's exact rewrites, what carn-export writes) and/or "plain" (the
+    #: graph as trained, ``--no-optimize``): both give before/after rows from one run.
+    graphs: Sequence[str] = ("optimized",)
     notes: list[str] = field(default_factory=list)
 
 
@@ -66,13 +69,28 @@ def _model_and_weights(name: str, workdir: Path) -> tuple[CARN, str, str]:
     return net, str(path), "random init (no shipped weights; latency does not depend on values)"
 
 
-def _export(target: str, weights: str, scale: int, lr: WxH, workdir: Path):
+def graph_names() -> list[str]:
+    """Graphs a benchmark can run: ``plain``, each rewrite alone (its own gain), ``optimized`` (all)."""
+    from ..export import REWRITES
+
+    return ["plain", *REWRITES, "optimized"]
+
+
+def graph_rewrites(graph: str) -> tuple[str, ...] | None:
+    """The rewrites ``export_model`` applies for ``graph`` (``None``: the defaults)."""
+    if graph not in graph_names():
+        raise ValueError(f"unknown graph {graph!r}; choose from {', '.join(graph_names())}")
+    return None if graph == "optimized" else () if graph == "plain" else (graph,)
+
+
+def _export(target: str, weights: str, scale: int, lr: WxH, workdir: Path, graph: str = "optimized"):
     from ..export import export_model
     from ..runtimes import parse_shape
 
     shape = parse_shape(f"{lr.height}x{lr.width}")  # fixed, height first: what an app at this size ships
     (result,) = export_model(
-        weights=weights, targets=[target], scales=[scale], shape=shape, out_dir=workdir / target, force=True
+        weights=weights, targets=[target], scales=[scale], shape=shape, out_dir=workdir / f"{target}-{graph}",
+        force=True, rewrites=graph_rewrites(graph),
     )
     return result
 
@@ -112,6 +130,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
             "warmup": settings.warmup,
             "threads": settings.threads,
             "backends": list(settings.backends),
+            "graphs": list(settings.graphs),
         },
         "ceilings": {},
         "rows": [],
@@ -141,25 +160,28 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
                     "lr_size": f"{lw}x{lh}",
                 }
                 macs_run = mult_adds(net, scale, WxH(lw * scale, lh * scale))
-                torch_median = None
-                for backend in settings.backends:
-                    row = dict(base, backend=backend, threads=settings.threads)
+                torch_median: dict[str, float] = {}
+                plain_median: dict[str, float] = {}
+                for backend, graph in ((b, g) for b in settings.backends for g in settings.graphs):
+                    row = dict(base, backend=backend, graph=graph, threads=settings.threads)
                     if skip[backend]:
                         report["rows"].append(dict(row, status="skipped", reason=skip[backend]))
                         say(f"{name} x{scale} {backend}: skipped ({skip[backend]})")
                         continue
-                    say(f"{name} x{scale} {backend}: preparing")
-                    load, size, precision = _prepare(backend, net, weights_arg, scale, lr, workdir)
+                    say(f"{name} x{scale} {backend} ({graph}): preparing")
+                    load, size, precision = _prepare(backend, net, weights_arg, scale, lr, workdir, graph)
                     # Memory from loading the artifact through its first inference: engines that
                     # keep an arena (onnxruntime, ExecuTorch) allocate it at load or first run.
                     loaded: list[Callable[[], object]] = []
                     peak, method = peak_memory_mb(partial(_first_run, load, loaded))
                     fn = loaded[0]
-                    say(f"{name} x{scale} {backend}: timing {settings.runs} runs")
+                    say(f"{name} x{scale} {backend} ({graph}): timing {settings.runs} runs")
                     lat = measure(fn, settings.runs, settings.warmup)
                     rate = macs_run / (lat.median / 1e3)
                     if backend == "torch":
-                        torch_median = lat.median
+                        torch_median[graph] = lat.median
+                    if graph == "plain":
+                        plain_median[backend] = lat.median
                     row.update(
                         status="ok",
                         precision=precision,
@@ -170,7 +192,10 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
                         peak_mem_method=method,
                         gmacs_per_s=round(rate / 1e9, 2),
                         ceiling_fraction=round(rate / ceilings[scale].macs_per_s, 3),
-                        speedup_vs_torch=round(torch_median / lat.median, 2) if torch_median else None,
+                        speedup_vs_torch=round(torch_median[graph] / lat.median, 2) if graph in torch_median
+                        else None,
+                        speedup_vs_plain=round(plain_median[backend] / lat.median, 2)
+                        if graph != "plain" and backend in plain_median else None,
                     )
                     report["rows"].append(row)
     return report
@@ -182,28 +207,24 @@ def _first_run(load: Callable[[], Callable[[], object]], loaded: list) -> None:
     loaded.append(fn)
 
 
-def _prepare(backend: str, net: CARN, weights: str, scale: int, lr: WxH, workdir: Path):
+def _prepare(backend: str, net: CARN, weights: str, scale: int, lr: WxH, workdir: Path, graph: str = "optimized"):
     """(loader returning a one-inference callable, artifact size in bytes, precision)."""
     x = np.random.default_rng(0).random((1, 3, lr.height, lr.width), dtype=np.float32)
     target = backend_targets()[backend]
-    if target is None:
-        from ..export import per_scale_module
+    if target is None:  # what carn-upscale --backend torch runs
+        from ..upscaling.backends import TorchBackend
 
-        module = per_scale_module(net, scale)
-        xt = torch.from_numpy(x)
-        size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+        # plain: the backend as it was (no rewrites, contiguous NCHW); otherwise channels-last too.
+        torch_backend = TorchBackend(net, scale, optimize=graph != "plain", rewrites=graph_rewrites(graph))
+        size = sum(t.numel() * t.element_size() for t in torch_backend.network.state_dict().values())
 
         def load_torch() -> Callable[[], object]:
-            def run_torch() -> None:
-                with torch.inference_mode():
-                    module(xt)
-
-            return run_torch
+            return lambda: torch_backend.run(x)
 
         return load_torch, size, "fp32"
     from ..runtimes import get_runner
 
-    result = _export(target, weights, scale, lr, workdir)
+    result = _export(target, weights, scale, lr, workdir, graph)
 
     def load_artifact() -> Callable[[], object]:
         run = get_runner(result.report.runner).load(result.artifact)

@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated backends among {', '.join(backend_targets())} (default: all; "
                         "with --video: torch,onnxruntime)")
     p.add_argument("--threads", type=_positive, default=2, help="CPU threads for every engine (default 2)")
-    p.add_argument("--runs", type=_positive, default=10, help="timed runs per measurement (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs (default 2)")
+    p.add_argument("--runs", type=_positive,
+                   help="timed runs per measurement (default 10; --profile 3, --sweep 2)")
+    p.add_argument("--warmup", type=int, help="untimed warm-up runs (default 2; --sweep 1)")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
     p.add_argument(
@@ -54,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video throughput instead: CARN-M x2 640x360 and x4 480x270 clips, pipeline fps against the "
                         "I/O and model floors, and peak memory for a 10 s and a 60 s clip (needs the video extra)")
     p.add_argument("--frames", type=_positive, default=24, help="frames per --video case (default 24)")
+    p.add_argument("--graphs", default="optimized",
+                   help="optimized (the exact rewrites carn-export applies), plain (--no-optimize), a single "
+                        "rewrite by name (its own gain), or several: plain,optimized gives before/after rows from "
+                        "one run (default optimized)")
+    p.add_argument("--profile", action="store_true",
+                   help="per-operator profile instead, grouped by layer kind, in onnxruntime and ExecuTorch "
+                        "(default model carn-m; plain and optimized graphs), with GMAC/s per kind")
+    p.add_argument("--sweep", action="store_true",
+                   help="latency and peak memory from 640x360 to 3840x2160 output instead, untiled and tiled, "
+                        "against linear-in-pixels (one model and scale; default carn-m x4, torch,onnxruntime)")
     p.add_argument("--force", action="store_true", help="overwrite existing report files")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
@@ -84,14 +95,84 @@ def _video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graphs(text: str) -> list[str]:
+    from ..bench.suite import graph_names
+
+    return _names(text, graph_names(), "graph")
+
+
+def _checked_outputs(args: argparse.Namespace) -> None:
+    paths = [Path(p) for p in (args.json, args.markdown) if p]
+    if args.plot:
+        if not args.plot.lower().endswith(".png"):
+            raise ValueError(f"--plot must name a .png file, got {args.plot}")
+        paths.append(Path(args.plot))
+    for path in paths:  # fail before minutes of measuring
+        check_writable(path, args.force)
+
+
+def _run_with_status(title: str, work):
+    with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task(title)
+        return work(lambda message: bar.update(task, description=message))
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from ..bench.profile import PROFILE_BACKENDS, ProfileSettings, profile_markdown, run_profile
+
+    models = _names(args.models, list_models(), "model") if args.models != "carn,carn-m" else ["carn-m"]
+    backends = _names(args.backends, list(PROFILE_BACKENDS), "profiled backend") if args.backends \
+        else list(PROFILE_BACKENDS)
+    graphs = _graphs(args.graphs) if args.graphs != "optimized" else ["plain", "optimized"]
+    _checked_outputs(args)
+    settings = ProfileSettings(parse_wxh(args.hr), models, parse_scales(args.scales, PAPER_SCALES), backends,
+                               graphs, args.threads, args.runs or 3)
+    report = _run_with_status("carn-bench --profile", lambda say: run_profile(settings, say))
+    text = profile_markdown(report)
+    make_console().print(text, markup=False, highlight=False)
+    write_reports(args.json, report, args.markdown, text, args.force)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ..bench.sweep import SweepSettings, plot_sweep, run_sweep, sweep_markdown
+    from ..upscaling.backends import available_backends
+
+    models = _names(args.models, list_models(), "model") if args.models != "carn,carn-m" else ["carn-m"]
+    scales = parse_scales(args.scales, PAPER_SCALES) if args.scales != "2,3,4" else (4,)
+    if len(models) != 1 or len(scales) != 1:
+        raise ValueError("--sweep takes one model and one scale, e.g. --models carn-m --scales 4")
+    backends = _names(args.backends, available_backends(), "backend") if args.backends else ["torch", "onnxruntime"]
+    _checked_outputs(args)
+    settings = SweepSettings(models[0], scales[0], backends=backends, threads=args.threads,
+                             runs=args.runs or 2, warmup=1 if args.warmup is None else args.warmup)
+    report = _run_with_status("carn-bench --sweep", lambda say: run_sweep(settings, say))
+    text = sweep_markdown(report)
+    make_console().print(text, markup=False, highlight=False)
+    write_reports(args.json, report, args.markdown, text, args.force)
+    if args.plot:
+        with atomic_output(args.plot, force=args.force) as tmp:
+            plot_sweep(report, tmp)
+    return 0
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if sum((args.video, args.profile, args.sweep)) > 1:
+        raise ValueError("choose one of --video, --profile and --sweep")
     if args.video:
         return _video(args)
+    if args.profile:
+        return _profile(args)
+    if args.sweep:
+        return _sweep(args)
     hr = parse_wxh(args.hr)
     models = _names(args.models, list_models(), "model")
     backends = _names(args.backends or ",".join(backend_targets()), list(backend_targets()), "backend")
     scales = parse_scales(args.scales, PAPER_SCALES)  # the models are built by name: x2/x3/x4
+    args.runs = args.runs or 10
+    args.warmup = 2 if args.warmup is None else args.warmup
     if args.warmup < 0:
         raise ValueError("--warmup must be >= 0")
     outputs = [Path(p) for p in (args.json, args.markdown) if p]
@@ -102,8 +183,9 @@ def _main(argv: Sequence[str] | None) -> int:
     for path in outputs:  # fail before minutes of measuring
         check_writable(path, args.force)
 
-    settings = BenchSettings(hr, models, scales, backends, args.threads, args.runs, args.warmup)
-    total = len(models) * len(scales) * len(backends)
+    graphs = _graphs(args.graphs)
+    settings = BenchSettings(hr, models, scales, backends, args.threads, args.runs, args.warmup, graphs)
+    total = len(models) * len(scales) * len(backends) * len(graphs)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, disable=args.no_progress, transient=True) as bar:
         task = bar.add_task("carn-bench", total=total)

@@ -17,12 +17,14 @@ from rich.table import Table
 
 from ..export import (
     DEFAULT_OUT_DIR,
+    REWRITES,
     ExportIncomplete,
     ExportListener,
     ExportResult,
     export_model,
     get_target,
     list_targets,
+    parse_rewrites,
 )
 from ..models import list_models
 from ..precision import list_precisions
@@ -60,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parity-images", metavar="DIR",
                    help="folder of LR images for the parity check (default: Set5 LR when available)")
     p.add_argument("--verbose", action="store_true", help="show the converters' own console output")
+    graph = p.add_mutually_exclusive_group()
+    graph.add_argument("--no-optimize", action="store_true",
+                       help="export the plain graph: none of the exact rewrites (" + ", ".join(REWRITES) + ")")
+    graph.add_argument("--rewrites", metavar="LIST",
+                       help="comma-separated rewrites to apply instead of all of them (default), or none")
     web = p.add_argument_group("web target")
     web.add_argument("--ort-web", metavar="DIR",
                      help="copy ONNX Runtime Web from this dist folder (node_modules/onnxruntime-web/dist) into "
@@ -110,8 +117,9 @@ class ConsoleListener(ExportListener):
                                   f"{Path(self.out_dir).resolve()}"))
 
     def started(self, job) -> None:
+        rewrites = ", ".join(job.request.rewrites) or "none (plain graph)"
         self.console.print(f"[bold]{escape(job.artifact.name)}[/] ({job.target.name}, x{job.request.scale}, "
-                           f"{job.request.precision}, {job.request.shape.describe()}) ...")
+                           f"{job.request.precision}, {job.request.shape.describe()}; rewrites: {rewrites}) ...")
 
     def finished(self, result: ExportResult) -> None:
         parity = result.manifest["parity"]
@@ -141,6 +149,7 @@ def _main(argv: Sequence[str] | None) -> int:
             args.model, args.weights, parse_targets(args.target), args.scale, args.precision,
             parse_shape(args.shape), args.image_io, args.out, args.force, parity_images=args.parity_images,
             listener=ConsoleListener(console, args.out), keep_going=True, target_options=target_options(args),
+            rewrites=() if args.no_optimize else parse_rewrites(args.rewrites) if args.rewrites else None,
         )  # fmt: skip
     except ExportIncomplete as exc:
         if exc.results:

@@ -1,9 +1,9 @@
 """Export CARN/CARN-M to mobile formats, one artifact per (model, scale, target), parity-gated.
 
-Targets (listed in :data:`.registry.TARGET_MODULES`): ``onnx``, ``coreml``,
-``torchscript-lite``, ``executorch``. Every artifact follows the contract in
-:mod:`carn_mobile.runtimes.contract`, passes :mod:`carn_mobile.parity` before it is written,
-and gets a JSON manifest beside it.
+Targets are listed in :data:`.registry.TARGET_MODULES`. Every artifact is traced from the
+per-scale module with the exact graph rewrites of :mod:`.rewrites` applied, follows the contract
+in :mod:`carn_mobile.runtimes.contract`, passes :mod:`carn_mobile.parity` against the
+unmodified model before it is written, and gets a JSON manifest beside it.
 
 >>> from carn_mobile.export import export_model
 >>> results = export_model("carn-m", targets=["onnx"], scales=[4])  # doctest: +SKIP
@@ -34,10 +34,13 @@ from .registry import (
     runners_for_target,
     target_for_path,
 )
+from .rewrites import DEFAULT_REWRITES, REWRITES, optimized_module, parse_rewrites
 from .wrapper import HalfPrecision, SuperResolver, graph_for_precision, per_scale_module
 
 __all__ = [
     "DEFAULT_OUT_DIR",
+    "DEFAULT_REWRITES",
+    "REWRITES",
     "MANIFEST_FORMAT",
     "TARGET_MODULES",
     "ExportIncomplete",
@@ -58,6 +61,8 @@ __all__ = [
     "graph_for_precision",
     "list_targets",
     "manifest_path",
+    "optimized_module",
+    "parse_rewrites",
     "per_scale_module",
     "plan_exports",
     "read_manifest",

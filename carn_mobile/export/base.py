@@ -13,6 +13,7 @@ import torch
 from ..parity import StructuralCheck
 from ..precision import Precision, get_precision
 from ..runtimes import ShapeSpec
+from .rewrites import DEFAULT_REWRITES
 from .wrapper import SuperResolver
 
 
@@ -29,6 +30,8 @@ class ExportRequest:
     layout: str = "NCHW"
     #: String key/values embedded in the artifact's own metadata where the format has some.
     metadata: dict[str, str] = field(default_factory=dict)
+    #: Exact graph rewrites (``carn_mobile.export.rewrites``) applied before the target traces.
+    rewrites: tuple[str, ...] = DEFAULT_REWRITES
 
     @property
     def precision_row(self) -> Precision:
@@ -136,10 +139,11 @@ class Target(ABC):
 
     @abstractmethod
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
-        """Write the artifact for ``module`` (float32, eval mode) to ``out``."""
+        """Write the artifact for ``module`` (float32, eval mode, ``request.rewrites`` applied) to ``out``."""
 
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
-        """Checks of the artifact's structure that need no runtime (default: none)."""
+        """Checks of the artifact's structure that need no runtime (default: none); ``module`` is
+        the one that was exported (rewrites applied)."""
         return []
 
     def versions(self) -> dict[str, str | None]:

@@ -79,9 +79,10 @@ class DCRStage(nn.Module):
     ``ops`` computes the split and depth-to-space; a grouped conv becomes one conv per group.
     """
 
-    def __init__(self, conv: nn.Conv2d, block: int, ops: DCROps) -> None:
+    def __init__(self, conv: nn.Conv2d, block: int, ops: DCROps, relu: bool = True) -> None:
         super().__init__()
         self.block = block
+        self.relu = relu
         self.groups = conv.groups
         self.ops = ops
         in_per_group = conv.in_channels // conv.groups
@@ -98,8 +99,8 @@ class DCRStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = self.ops.split(x, self.groups) if self.groups > 1 else [x]
-        return self.ops.depth_to_space([torch.relu(conv(p)) for conv, p in zip(self.convs, parts, strict=True)],
-                                       self.block)
+        outs = [conv(p) for conv, p in zip(self.convs, parts, strict=True)]
+        return self.ops.depth_to_space([torch.relu(o) for o in outs] if self.relu else outs, self.block)
 
 
 def _dcr_branch(branch: UpsampleBranch, ops: DCROps) -> nn.Sequential:
@@ -107,18 +108,31 @@ def _dcr_branch(branch: UpsampleBranch, ops: DCROps) -> nn.Sequential:
     stages: list[nn.Module] = []
     for i in range(0, len(layers), 3):
         conv, relu, shuffle = layers[i : i + 3]
-        if not (isinstance(conv, nn.Conv2d) and isinstance(relu, nn.ReLU) and isinstance(shuffle, nn.PixelShuffle)):
+        if not (isinstance(conv, nn.Conv2d) and isinstance(relu, nn.ReLU)):
             raise TypeError(f"unexpected upsampler stage {[type(m).__name__ for m in layers[i:i + 3]]}")
-        stages.append(DCRStage(conv, shuffle.upscale_factor, ops))
+        if isinstance(shuffle, nn.PixelShuffle):
+            stages.append(DCRStage(conv, shuffle.upscale_factor, ops))
+        elif isinstance(shuffle, nn.Identity):  # the exit-before-shuffle rewrite moved this shuffle
+            stages += [conv, relu]
+        else:
+            raise TypeError(f"unexpected upsampler stage {[type(m).__name__ for m in layers[i:i + 3]]}")
     return nn.Sequential(*stages)
 
 
 def with_dcr_upsampler(module: SuperResolver, ops: DCROps | None = None) -> SuperResolver:
-    """A copy of ``module`` whose upsampler uses DCR depth-to-space (exact; ``module`` unchanged)."""
+    """A copy of ``module`` whose upsampler uses DCR depth-to-space (exact; ``module`` unchanged).
+
+    Takes the plain module and the rewritten one (``carn_mobile.export.rewrites``) alike: a
+    shuffle moved after the exit conv becomes a DCR stage of that conv.
+    """
+    from .rewrites import ShuffledExit
+
     ops = ops or DCROps()
     out = copy.deepcopy(module)
     upsample = out.net.upsample
     for child in list(upsample.children()):
         if isinstance(child, UpsampleBranch):
             child.body = _dcr_branch(child, ops)
+    if isinstance(out.net.exit, ShuffledExit):
+        out.net.exit = DCRStage(out.net.exit.conv, out.net.exit.shuffle.upscale_factor, ops, relu=False)
     return out.eval()

@@ -90,8 +90,10 @@ def build_manifest(
     parity: dict[str, Any],
     versions: dict[str, str | None],
     companions: dict[str, dict[str, Any]] | None = None,
+    rewrites: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of one artifact (plain JSON types only); ``companions``: files beside it."""
+    """The manifest of one artifact (plain JSON types only); ``companions``: files beside it;
+    ``rewrites``: the exact graph rewrites the artifact carries (``carn_mobile.export.rewrites``)."""
     from datetime import datetime, timezone
 
     from ..precision import get_precision
@@ -112,7 +114,8 @@ def build_manifest(
         "weights": weights,
         "file": {"size_bytes": size_bytes, "sha256": sha256},
         **({"companions": companions} if companions else {}),
-        "export": {"seconds": round(export_seconds, 2), "notes": export_notes, "details": export_details},
+        "export": {"seconds": round(export_seconds, 2), "rewrites": list(rewrites or []), "notes": export_notes,
+                   "details": export_details},
         "parity": parity,
         "versions": versions,
         "created_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),

@@ -25,6 +25,7 @@ from ..weights import WeightsRef, load_model, resolve_weights
 from .base import ExportRequest, Target
 from .manifest import artifact_filename, build_manifest, bundle_filename, dumps, manifest_path
 from .registry import get_target, list_targets
+from .rewrites import optimized_module, parse_rewrites
 from .staging import staged_files, staged_pair
 from .wrapper import per_scale_module
 
@@ -116,6 +117,7 @@ def plan_exports(
     out_dir: str | Path = DEFAULT_OUT_DIR,
     force: bool = False,
     target_options: Mapping[str, Mapping[str, Any]] | None = None,
+    rewrites: Sequence[str] | str | None = None,
 ) -> tuple[list[ExportJob], list[SkippedTarget]]:
     """Validate every option and list the artifacts to write, before any conversion starts.
 
@@ -124,8 +126,10 @@ def plan_exports(
     explicitly raises instead (``ValueError``, or ``MissingDependencyError`` naming the extra).
     Existing outputs raise ``OutputExistsError`` unless ``force``. ``target_options`` maps a
     target name to its own options (``Target.with_options``), e.g. ``{"web": {"ort_web": DIR}}``.
+    ``rewrites``: the exact graph rewrites to apply (``None``: the defaults; ``()``: none, the plain graph).
     """
     shape = shape or ShapeSpec()
+    chosen_rewrites = parse_rewrites(rewrites)
     target_options = dict(target_options or {})
     if precision is not None:
         get_precision(precision)
@@ -160,6 +164,7 @@ def plan_exports(
                 image_io=image_io,
                 layout=target.layout,
                 metadata=embedded_metadata(weights.arch, scale, target_precision, weights, target.layout),
+                rewrites=chosen_rewrites,
             )
             reason = target.unsupported(request)
             if reason:
@@ -204,11 +209,12 @@ def run_export(
     then neither the artifact nor its manifest is written.
     """
     request = job.request
-    module = per_scale_module(model, request.scale)
+    module = per_scale_module(model, request.scale)  # the parity reference: the model as trained
+    exported, applied = optimized_module(module, request.rewrites)
     with staged_files([job.artifact, *job.companions, job.manifest], force=force) as staged:
         tmp_artifact, tmp_companions, tmp_manifest = staged[0], staged[1:-1], staged[-1]
         start = time.perf_counter()
-        outcome = job.target.export(module, request, tmp_artifact)
+        outcome = job.target.export(exported, request, tmp_artifact)
         export_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -220,7 +226,7 @@ def run_export(
             request.precision,
             cases,
             image_io=request.image_io,
-            structural=lambda: job.target.structural_check(tmp_artifact, request, module),
+            structural=lambda: job.target.structural_check(tmp_artifact, request, exported),
             policy=policy,
         )
         parity_seconds = time.perf_counter() - start
@@ -253,6 +259,7 @@ def run_export(
             export_seconds=export_seconds,
             export_notes=outcome.notes,
             export_details=outcome.details,
+            rewrites=applied,
             parity=parity_json,
             versions=tool_versions(job.target) | report.runner_versions,
         )
@@ -304,6 +311,7 @@ def export_model(
     listener: ExportListener | None = None,
     keep_going: bool = False,
     target_options: Mapping[str, Mapping[str, Any]] | None = None,
+    rewrites: Sequence[str] | str | None = None,
 ) -> list[ExportResult]:
     """Python API behind ``carn-export``: export ``model`` to every requested target and scale.
 
@@ -311,7 +319,9 @@ def export_model(
     (``"all"`` or ``None``: every scale the weights have). Every artifact passes parity before it is written:
     a :class:`ParityError` stops the run, or with ``keep_going`` the other jobs run first and
     :class:`ExportIncomplete` reports every failure at the end. A bundled target (``web``)
-    writes one folder for all its scales, and only when every scale passed.
+    writes one folder for all its scales, and only when every scale passed. ``rewrites`` picks
+    the exact graph rewrites (``carn_mobile.export.rewrites``; ``None``: the defaults, ``()``: none);
+    parity is always checked against the unmodified model.
     """
     listener = listener or ExportListener()
     ref = resolve_weights(model, weights)
@@ -319,7 +329,7 @@ def export_model(
     wanted = parse_scales("all" if scales is None else scales if isinstance(scales, str) else list(scales),
                           available=net.scales)
     jobs, skipped = plan_exports(ref, net.scales, targets, wanted, precision, shape, image_io, out_dir, force,
-                                 target_options)
+                                 target_options, rewrites)
     listener.planned(ref, jobs, skipped)
     results: list[ExportResult] = []
     failures: list[tuple[ExportJob, ParityError]] = []

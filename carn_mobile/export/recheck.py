@@ -12,6 +12,7 @@ from ..weights import WeightsRef, load_model, resolve_recorded, resolve_weights
 from .base import ExportRequest
 from .manifest import read_manifest
 from .registry import get_target
+from .rewrites import optimized_module, parse_rewrites
 from .wrapper import per_scale_module
 
 
@@ -54,8 +55,11 @@ def recheck_artifact(
         shape=ShapeSpec.from_json(manifest["shape"]),
         image_io=bool(manifest.get("image_io", False)),
         layout=manifest.get("contract", {}).get("input", {}).get("layout", "NCHW"),
+        # What was exported: the recorded rewrites (none in manifests older than them).
+        rewrites=parse_rewrites(list(manifest.get("export", {}).get("rewrites", []))),
     )
     module = per_scale_module(model, scale)
+    exported, _ = optimized_module(module, request.rewrites)
     expected_sha = manifest["file"]["sha256"]
 
     def structural() -> list[StructuralCheck]:
@@ -69,7 +73,7 @@ def recheck_artifact(
             companions.append(StructuralCheck(f"companion {name}", digest == entry["sha256"],
                                               "matches manifest" if digest == entry["sha256"]
                                               else "missing" if digest is None else "sha256 differs"))
-        return [sha, *companions, *target.structural_check(path, request, module)]
+        return [sha, *companions, *target.structural_check(path, request, exported)]
 
     cases = parity_inputs(scale, request.shape, parity_images)
     report = check_parity(path, target.name, module, request.precision, cases, image_io=request.image_io,

@@ -63,7 +63,8 @@ class WebTarget(Target):
 
         outcome = _ONNX.export(module, request, out)
         folder = web_site.site_of_model(out)
-        overlap = receptive_field(module.net, request.scale).overlap
+        # The network's receptive field (from its config), not the rewritten graph's hooks.
+        overlap = receptive_field(module.net.config, request.scale).overlap
         per_pixel = web_site.bytes_per_lr_pixel(module)
         tiles = {backend: web_site.tile_for_budget(per_pixel, overlap, budget)
                  for backend, budget in web_site.TENSOR_BUDGET.items()}

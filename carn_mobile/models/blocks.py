@@ -31,15 +31,19 @@ class MeanShift(nn.Module):
         return self.shifter(x)
 
 
-class ConvReLU(nn.Module):
-    """Conv followed by ReLU; used for the 1x1 cascading fusions (Eq. 3)."""
+class CascadeFusion(nn.Module):
+    """Eq. 3: a 1x1 conv + ReLU over the concatenation of every output so far (the cascade).
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 1) -> None:
+    Takes the parts rather than their concatenation so that an export rewrite can compute
+    the same sum part by part (``carn_mobile.export.rewrites``) without touching the model.
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c_in, c_out, kernel, 1, kernel // 2), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 1, 1, 0), nn.ReLU(inplace=True))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return self.body(torch.cat(parts, dim=1))
 
 
 class ResidualBlock(nn.Module):

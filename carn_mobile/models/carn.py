@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .blocks import ConvReLU, EfficientResidualBlock, MeanShift, ResidualBlock, Upsampler
+from .blocks import CascadeFusion, EfficientResidualBlock, MeanShift, ResidualBlock, Upsampler
 from .registry import register_model
 from .scales import PAPER_SCALES, check_scale
 
@@ -74,15 +74,15 @@ class CascadingBlock(nn.Module):
         self.local_cascade = cfg.local_cascade
         if cfg.local_cascade:
             for i in range(cfg.units_per_block):
-                self.add_module(f"c{i + 1}", ConvReLU(c * (i + 2), c))
+                self.add_module(f"c{i + 1}", CascadeFusion(c * (i + 2), c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cascade = out = x
+        parts, out = [x], x
         for i, name in enumerate(self._unit_names):
             y = getattr(self, name)(out)
             if self.local_cascade:
-                cascade = torch.cat([cascade, y], dim=1)
-                out = getattr(self, f"c{i + 1}")(cascade)
+                parts.append(y)
+                out = getattr(self, f"c{i + 1}")(parts)
             else:
                 out = y
         return out
@@ -109,7 +109,7 @@ class CARN(nn.Module):
         for i in range(cfg.num_blocks):
             self.add_module(f"b{i + 1}", CascadingBlock(cfg))
             if cfg.global_cascade:
-                self.add_module(f"c{i + 1}", ConvReLU(c * (i + 2), c))
+                self.add_module(f"c{i + 1}", CascadeFusion(c * (i + 2), c))
         up_groups = cfg.groups if cfg.block == "residual_e" else 1
         self.upsample = Upsampler(c, cfg.scales, up_groups)
         self.exit = nn.Conv2d(c, 3, 3, 1, 1)
@@ -131,12 +131,12 @@ class CARN(nn.Module):
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         s = self._resolve_scale(scale)
         x = self.entry(self.sub_mean(x))
-        cascade = out = x
+        parts, out = [x], x
         for i in range(self.config.num_blocks):
             y = getattr(self, f"b{i + 1}")(out)
             if self.config.global_cascade:
-                cascade = torch.cat([cascade, y], dim=1)
-                out = getattr(self, f"c{i + 1}")(cascade)
+                parts.append(y)
+                out = getattr(self, f"c{i + 1}")(parts)
             else:
                 out = y
         out = self.upsample(out, s)

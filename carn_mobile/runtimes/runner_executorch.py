@@ -21,6 +21,7 @@ class ExecuTorchRunner(Runner):
     def load(self, path: str | Path) -> LoadedArtifact:
         with captured_output():  # the runtime logs CPU probing to stderr from C++
             runtime_mod = require("executorch.runtime", self.extra, "running ExecuTorch artifacts")
+            follow_torch_threads()
             program = runtime_mod.Runtime.get().load_program(Path(path))
             method = program.load_method("forward")
         if method is None:
@@ -38,3 +39,18 @@ class ExecuTorchRunner(Runner):
 
     def versions(self) -> dict[str, str | None]:
         return {"executorch": version_of("executorch")}
+
+
+def follow_torch_threads() -> int:
+    """Size ExecuTorch's thread pool (XNNPACK's workers) to torch's thread count, the one
+    setting every CPU engine in the process follows (``carn-bench --threads``); returns it.
+
+    The runtime otherwise keeps its own default (one thread per core), whatever was asked.
+    Resizing is only safe with no method executing, hence here, at load.
+    """
+    from executorch.extension.pybindings import portable_lib
+
+    wanted = torch.get_num_threads()
+    if portable_lib._threadpool_get_thread_count() != wanted:
+        portable_lib._unsafe_reset_threadpool(wanted)
+    return portable_lib._threadpool_get_thread_count()
