@@ -228,7 +228,7 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] | Non
     """Profile every (model, scale, backend, graph); returns the report (see docs/benchmark.md)."""
     from ..export import export_model, optimized_module, per_scale_module
     from ..runtimes import parse_shape
-    from .suite import _model_and_weights, graph_rewrites, lr_size
+    from .suite import each_model, graph_rewrites, lr_size
 
     say = progress or (lambda _m: None)
     torch.set_num_threads(settings.threads)
@@ -237,9 +237,7 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] | Non
                     "ceilings": {}, "profiles": [], "notes": list(settings.notes)}
     with tempfile.TemporaryDirectory(prefix="carn-profile-") as tmp:
         workdir = Path(tmp)
-        for name in settings.models:
-            net, weights_arg, weights_note = _model_and_weights(name, workdir)
-            report["notes"].append(f"{name}: {weights_note}")
+        for name, net, weights_arg in each_model(settings.models, workdir, report["notes"]):
             for scale in settings.scales:
                 lr = lr_size(settings.hr, scale)
                 say(f"ceiling at {lr}")

@@ -8,7 +8,7 @@ same parity gate as any export) in a temporary folder, at exactly the benchmarke
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -83,6 +83,14 @@ def graph_rewrites(graph: str) -> tuple[str, ...] | None:
     return None if graph == "optimized" else () if graph == "plain" else (graph,)
 
 
+def each_model(names: Sequence[str], workdir: Path, notes: list[str]) -> Iterator[tuple[str, CARN, str]]:
+    """(name, multi-scale model, weights argument for export) per model, noting where its weights came from."""
+    for name in names:
+        net, weights_arg, weights_note = _model_and_weights(name, workdir)
+        notes.append(f"{name}: {weights_note}")
+        yield name, net, weights_arg
+
+
 def _export(target: str, weights: str, scale: int, lr: WxH, workdir: Path, graph: str = "optimized"):
     from ..export import export_model
     from ..runtimes import parse_shape
@@ -140,9 +148,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
     skip = {b: _skip_reason(b) for b in settings.backends}
     with tempfile.TemporaryDirectory(prefix="carn-bench-") as tmp:
         workdir = Path(tmp)
-        for name in settings.models:
-            net, weights_arg, weights_note = _model_and_weights(name, workdir)
-            report["notes"].append(f"{name}: {weights_note}")
+        for name, net, weights_arg in each_model(settings.models, workdir, report["notes"]):
             for scale in settings.scales:
                 if scale not in net.scales:
                     raise ValueError(f"{name} has no x{scale} branch (it has {list(net.scales)})")
