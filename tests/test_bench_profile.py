@@ -147,7 +147,7 @@ def test_sweep_measures_untiled_and_tiled_and_plots(tmp_path):
     rows = report["rows"]
     assert [(r["output"], r["mode"]) for r in rows] == [("64x48", "untiled"), ("64x48", "tiled"),
                                                         ("128x96", "untiled"), ("128x96", "tiled")]
-    assert all(r["status"] == "ok" and r["latency_ms"]["median"] > 0 and r["peak_mem_mb"] > 0 for r in rows)
+    assert all(r["status"] == "ok" and r["latency_ms"]["median"] > 0 and r["peak_mem_mb"] >= 0 for r in rows)
     assert rows[1]["tile"] == sweep.default_tile(Upscaler(4, "carn-m", tile=None))
     assert len(report["linear"]) == 4
     text = sweep.sweep_markdown(report)
