@@ -89,6 +89,7 @@ def plot_latency(rows: Sequence[dict], path: Path, title: str) -> None:
     backends = list(dict.fromkeys(series_of(r) for r in ok))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) * max(1, len(graphs))), 4.5))
     width = 0.8 / max(1, len(backends))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, backend in enumerate(backends):
         xs, meds, errs = [], [], []
         for g, group in enumerate(groups):
@@ -98,8 +99,11 @@ def plot_latency(rows: Sequence[dict], path: Path, title: str) -> None:
                 xs.append(g + (i - (len(backends) - 1) / 2) * width)
                 meds.append(lat["median"])
                 errs.append(max(0.0, lat["p90"] - lat["median"]))
-        ax.bar(xs, meds, width, yerr=[[0] * len(errs), errs], label=backend, capsize=2,
-               hatch="//" if backend.endswith("(plain)") else None)
+        # One colour per backend; its plain-graph bars hatched beside the optimized ones.
+        base = backend.rsplit(" (", 1)[0]
+        color = colors[list(dict.fromkeys(b.rsplit(" (", 1)[0] for b in backends)).index(base) % len(colors)]
+        ax.bar(xs, meds, width, yerr=[[0] * len(errs), errs], label=backend, capsize=2, color=color,
+               hatch="//" if backend.endswith("(plain)") else None, alpha=0.55 if backend.endswith("(plain)") else 1)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel("latency, median (ms); whisker to p90")
     ax.set_title(title)
