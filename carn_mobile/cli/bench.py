@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Params, Mult-Adds (the paper's way), latency, peak memory and size per backend.",
     )
     p.add_argument("--hr", default="1280x720", help="output size WIDTHxHEIGHT (default 1280x720)")
-    p.add_argument("--models", default="carn,carn-m", help="comma-separated models (default carn,carn-m)")
-    p.add_argument("--scales", default="2,3,4", help="comma-separated scales (default 2,3,4)")
+    p.add_argument("--models", help="comma-separated models (default carn,carn-m; --profile and --sweep: carn-m)")
+    p.add_argument("--scales", help="comma-separated scales (default 2,3,4; --sweep: 4)")
     p.add_argument("--backends",
                    help=f"comma-separated backends among {', '.join(backend_targets())} (default: all; "
                         "with --video: torch,onnxruntime)")
@@ -55,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video throughput instead: CARN-M x2 640x360 and x4 480x270 clips, pipeline fps against the "
                         "I/O and model floors, and peak memory for a 10 s and a 60 s clip (needs the video extra)")
     p.add_argument("--frames", type=_positive, default=24, help="frames per --video case (default 24)")
-    p.add_argument("--graphs", default="optimized",
+    p.add_argument("--graphs",
                    help="optimized (the exact rewrites carn-export applies), plain (--no-optimize), a single "
                         "rewrite by name (its own gain), or several: plain,optimized gives before/after rows from "
-                        "one run (default optimized)")
+                        "one run (default optimized; --profile: plain,optimized)")
     p.add_argument("--profile", action="store_true",
                    help="per-operator profile instead, grouped by layer kind, in onnxruntime and ExecuTorch "
                         "(default model carn-m; plain and optimized graphs), with GMAC/s per kind")
@@ -101,12 +101,15 @@ def _graphs(text: str) -> list[str]:
     return _names(text, graph_names(), "graph")
 
 
-def _checked_outputs(args: argparse.Namespace) -> None:
+def _checked_outputs(args: argparse.Namespace, with_quality_plot: bool = False) -> None:
+    """Fail before minutes of measuring when a report file exists (without --force) or --plot is no PNG."""
     paths = [Path(p) for p in (args.json, args.markdown) if p]
     if args.plot:
         if not args.plot.lower().endswith(".png"):
             raise ValueError(f"--plot must name a .png file, got {args.plot}")
         paths.append(Path(args.plot))
+        if with_quality_plot:
+            paths.append(quality_plot_path(Path(args.plot)))
     for path in paths:  # fail before minutes of measuring
         check_writable(path, args.force)
 
@@ -121,12 +124,12 @@ def _run_with_status(title: str, work):
 def _profile(args: argparse.Namespace) -> int:
     from ..bench.profile import PROFILE_BACKENDS, ProfileSettings, profile_markdown, run_profile
 
-    models = _names(args.models, list_models(), "model") if args.models != "carn,carn-m" else ["carn-m"]
+    models = _names(args.models or "carn-m", list_models(), "model")
     backends = _names(args.backends, list(PROFILE_BACKENDS), "profiled backend") if args.backends \
         else list(PROFILE_BACKENDS)
-    graphs = _graphs(args.graphs) if args.graphs != "optimized" else ["plain", "optimized"]
+    graphs = _graphs(args.graphs or "plain,optimized")
     _checked_outputs(args)
-    settings = ProfileSettings(parse_wxh(args.hr), models, parse_scales(args.scales, PAPER_SCALES), backends,
+    settings = ProfileSettings(parse_wxh(args.hr), models, parse_scales(args.scales or "2,3,4", PAPER_SCALES), backends,
                                graphs, args.threads, args.runs or 3)
     report = _run_with_status("carn-bench --profile", lambda say: run_profile(settings, say))
     text = profile_markdown(report)
@@ -139,8 +142,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from ..bench.sweep import SweepSettings, plot_sweep, run_sweep, sweep_markdown
     from ..upscaling.backends import available_backends
 
-    models = _names(args.models, list_models(), "model") if args.models != "carn,carn-m" else ["carn-m"]
-    scales = parse_scales(args.scales, PAPER_SCALES) if args.scales != "2,3,4" else (4,)
+    models = _names(args.models or "carn-m", list_models(), "model")
+    scales = parse_scales(args.scales or "4", PAPER_SCALES)
     if len(models) != 1 or len(scales) != 1:
         raise ValueError("--sweep takes one model and one scale, e.g. --models carn-m --scales 4")
     backends = _names(args.backends, available_backends(), "backend") if args.backends else ["torch", "onnxruntime"]
@@ -168,22 +171,15 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.sweep:
         return _sweep(args)
     hr = parse_wxh(args.hr)
-    models = _names(args.models, list_models(), "model")
+    models = _names(args.models or "carn,carn-m", list_models(), "model")
     backends = _names(args.backends or ",".join(backend_targets()), list(backend_targets()), "backend")
-    scales = parse_scales(args.scales, PAPER_SCALES)  # the models are built by name: x2/x3/x4
+    scales = parse_scales(args.scales or "2,3,4", PAPER_SCALES)  # the models are built by name: x2/x3/x4
     args.runs = args.runs or 10
     args.warmup = 2 if args.warmup is None else args.warmup
     if args.warmup < 0:
         raise ValueError("--warmup must be >= 0")
-    outputs = [Path(p) for p in (args.json, args.markdown) if p]
-    if args.plot:
-        if not args.plot.lower().endswith(".png"):
-            raise ValueError(f"--plot must name a .png file, got {args.plot}")
-        outputs += [Path(args.plot), quality_plot_path(Path(args.plot))]
-    for path in outputs:  # fail before minutes of measuring
-        check_writable(path, args.force)
-
-    graphs = _graphs(args.graphs)
+    _checked_outputs(args, with_quality_plot=True)
+    graphs = _graphs(args.graphs or "optimized")
     settings = BenchSettings(hr, models, scales, backends, args.threads, args.runs, args.warmup, graphs)
     total = len(models) * len(scales) * len(backends) * len(graphs)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
