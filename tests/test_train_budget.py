@@ -98,7 +98,10 @@ def test_a_budgeted_run_plans_its_length_ends_in_time_and_saves_the_plan(tmp_pat
     result = train(build_config(overrides=_tiny(data, time_budget=budget, lr_schedule="cosine")), tmp_path / "run",
                    progress=False)  # fmt: skip
     took = time.perf_counter() - start
-    assert took <= budget * 1.1, took  # the whole run, data preparation included
+    # The whole run, data preparation and the end included. The bound is loose on purpose: a shared
+    # CI machine's speed drifts after the plan is made; what this catches is a run that ignores the
+    # budget (100,000 steps) or one whose end was not planned for.
+    assert took <= budget * 1.25, took
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert PLAN_AFTER_STEPS < saved["steps"] < 100_000
     # The plan is realistic: the run reaches it, or the guard stops it just short, within the budget.
@@ -109,6 +112,7 @@ def test_a_budgeted_run_plans_its_length_ends_in_time_and_saves_the_plan(tmp_pat
     (_, ckpt), = list_checkpoints(tmp_path / "run" / "checkpoints")
     state = torch.load(ckpt / "state.pt", weights_only=True)
     assert state["plan"]["steps"] == saved["steps"] and state["plan"]["at_step"] == PLAN_AFTER_STEPS
+    assert 0 < state["plan"]["end_s"] < budget  # the measured cost of the end, which the guard keeps room for
 
 
 def test_a_budgeted_run_resumes_on_its_plan_exactly(tmp_path, data, monkeypatch) -> None:

@@ -248,7 +248,7 @@ class _Trainer:
                                         total=lambda: self.cfg.steps)  # fmt: skip
         self.elapsed = 0.0
         self.wall_before = 0.0  # wall time of earlier sessions of this run (for --time-budget)
-        self.plan: dict[str, int] | None = None
+        self.plan: dict[str, float] | None = None
         if self.resume_state:
             self.optimizer.load_state_dict(self.resume_state["optimizer"])
             self.scheduler.load_state_dict(self.resume_state["scheduler"])
@@ -384,7 +384,9 @@ class _Trainer:
 
     def _over_budget(self) -> bool:
         """Whether the budget is spent (decided on rank 0, shared: every rank stops at the same step)."""
-        flag = [self.wall_s() >= self.cfg.time_budget] if self.ctx.is_main else [False]
+        # The end of the run (last validation, checkpoint, logs) must fit too: stop while it still does.
+        end_s = float(self.plan.get("end_s", 0.0)) if self.plan else 0.0
+        flag = [self.wall_s() + end_s >= self.cfg.time_budget] if self.ctx.is_main else [False]
         if self.ctx.distributed:
             dist.broadcast_object_list(flag, src=0)
         return bool(flag[0])
@@ -405,13 +407,15 @@ class _Trainer:
         logs_s = time.perf_counter()  # the end writes the logs and the curves too (matplotlib is slow to start)
         self._write_logs()
         logs_s = time.perf_counter() - logs_s
+        end_s = val_s + checkpoint_s + logs_s
         more = plan_steps(
             cfg.time_budget - self.wall_s(), steps_per_s, val_every=cfg.val_every if cfg.val else 0, val_s=val_s,
-            checkpoint_every=cfg.checkpoint_every, checkpoint_s=checkpoint_s, final_s=val_s + checkpoint_s + logs_s,
+            checkpoint_every=cfg.checkpoint_every, checkpoint_s=checkpoint_s, final_s=end_s,
         )  # fmt: skip
         planned = max(done, min(cfg.steps, done + more))
         decay = stretched_decay_steps(cfg.lr_decay_steps, cfg.steps, planned)
-        self.plan = {"at_step": done, "steps": planned, "lr_decay_steps": decay, "upper_bound": cfg.steps}
+        self.plan = {"at_step": done, "steps": planned, "lr_decay_steps": decay, "upper_bound": cfg.steps,
+                     "end_s": round(end_s, 3)}  # fmt: skip
         self.out.print(
             f"time budget {cfg.time_budget:.0f} s: {steps_per_s:.2f} steps/s measured, validation {val_s:.1f} s; "
             f"planned {planned} steps ({cfg.lr_schedule} schedule ends there"
@@ -425,7 +429,7 @@ class _Trainer:
             dist.broadcast_object_list(payload, src=0)
         self.plan = payload[0]
         assert self.plan is not None
-        self.cfg = replace(self.cfg, steps=self.plan["steps"], lr_decay_steps=self.plan["lr_decay_steps"])
+        self.cfg = replace(self.cfg, steps=int(self.plan["steps"]), lr_decay_steps=int(self.plan["lr_decay_steps"]))
         if isinstance(self.scheduler, torch.optim.lr_scheduler.StepLR):
             self.scheduler.step_size = self.cfg.lr_decay_steps
         self.out.total = self.cfg.steps
