@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
+from .. import __version__
 from ..complexity import describe, layer_costs, mult_adds, params_for_scale
 from ..models import PAPER_SCALES, build_model, count_params, list_models, parse_scales
 from ..sizes import parse_wxh
@@ -19,7 +20,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="carn-m", choices=list_models(), help="architecture (default carn-m)")
     p.add_argument("--scale", help="show the layer breakdown of these scales (e.g. 4 or 2,3,4)")
     p.add_argument("--hr", default="1280x720", help="output (HR) size WIDTHxHEIGHT for Mult-Adds (default 1280x720)")
+    p.add_argument("--environment", action="store_true",
+                   help="instead: the installed runtimes against their tested ranges, and what this platform "
+                        "can export and check")  # fmt: skip
     return p
+
+
+def _environment(out) -> int:
+    """Print the installed packages against their tested ranges and each target's status here."""
+    from ..environment import capabilities, describe_platform, package_statuses
+
+    out.print(f"[bold]carn-mobile {__version__}[/] on {describe_platform()}")
+    packages = Table(title="dependencies (tested ranges from pyproject.toml; docs/platforms.md has the matrix)")
+    for col in ("package", "extra", "installed", "tested range", "status"):
+        packages.add_column(col)
+    outside = 0
+    for row in package_statuses():
+        state = {True: "[green]tested[/]", False: "[yellow]outside the tested range[/]",
+                 None: "not installed"}[row.in_range]  # fmt: skip
+        outside += row.in_range is False
+        packages.add_row(row.name, row.extra or "core", row.installed or "-", row.tested, state)
+    out.print(packages)
+    targets = Table(title="targets on this platform")
+    for col in ("target", "export", "checked by"):
+        targets.add_column(col)
+    for cap in capabilities():
+        export = "[green]yes[/]" if cap.export is None else f"[red]no[/]: {cap.export}"
+        runner = cap.runner or "[red]no runner here[/]"
+        if cap.runner_note:
+            runner += f" ({cap.runner_note})"
+        targets.add_row(cap.target, export, runner)
+    out.print(targets)
+    if outside:
+        out.print(f"{outside} package(s) outside the tested ranges: they may work, but the tests did not run with them")
+    return 0
 
 
 def _g(x: float) -> str:
@@ -28,6 +62,8 @@ def _g(x: float) -> str:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.environment:
+        return _environment(make_console())
     hr = parse_wxh(args.hr)
     breakdown = parse_scales(args.scale, PAPER_SCALES) if args.scale else []
     model = build_model(args.model)

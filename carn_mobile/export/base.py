@@ -120,12 +120,19 @@ class Target(ABC):
 
     def check_available(self) -> None:
         """Raise ``MissingDependencyError`` (naming the extra) if the converter is missing."""
-        from ..runtimes import require
+        from ..environment import platform_limit
+        from ..runtimes import MissingDependencyError, UnsupportedPlatformError, require
         from ..runtimes.quiet import captured_output
 
-        with captured_output():  # converters announce themselves noisily on import
-            for module in self.requires:
-                require(module, self.extra, f"the {self.name} target")
+        try:
+            with captured_output():  # converters announce themselves noisily on import
+                for module in self.requires:
+                    require(module, self.extra, f"the {self.name} target")
+        except MissingDependencyError as exc:
+            limit = platform_limit(self.name)
+            if limit:  # "install the extra" would not help on this platform
+                raise UnsupportedPlatformError(limit) from exc
+            raise
 
     def unsupported(self, request: ExportRequest) -> str | None:
         """Why this target cannot produce ``request``, or ``None``."""

@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import __version__
 from ..parity import StructuralCheck
-from ..runtimes import INPUT_NAME, OUTPUT_NAME, require, version_of
+from ..runtimes import INPUT_NAME, OUTPUT_NAME, UnsupportedPlatformError, require, version_of
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
 from .registry import register_target
@@ -56,6 +56,15 @@ class CoreMLTarget(Target):
     precisions = ("fp16", "fp32")
     default_precision = "fp16"
     supports_image_io = True
+
+    def check_available(self) -> None:
+        """The package, and on this platform its native writer libraries (absent on Linux aarch64)."""
+        super().check_available()
+        from ..environment import coreml_writer_missing
+
+        reason = coreml_writer_missing()
+        if reason:
+            raise UnsupportedPlatformError(reason)
 
     def _input_shape(self, ct, request: ExportRequest):
         shape = request.shape

@@ -15,7 +15,7 @@ from .contract import (
     contract_json,
     parse_shape,
 )
-from .optional import MissingDependencyError, require, version_of
+from .optional import MissingDependencyError, UnsupportedPlatformError, require, version_of
 from .registry import RUNNER_MODULES, get_runner, list_runners, register_runner
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "SHAPE_HELP",
     "LoadedArtifact",
     "MissingDependencyError",
+    "UnsupportedPlatformError",
     "Runner",
     "RunnerUnavailable",
     "ShapeSpec",

@@ -10,6 +10,11 @@ class MissingDependencyError(ImportError):
     """An optional package is not installed; the message says which extra provides it."""
 
 
+class UnsupportedPlatformError(MissingDependencyError):
+    """The package is installed but cannot do the job on this platform (e.g. coremltools'
+    Linux aarch64 wheel, which has no native libraries); ``--target all`` skips such a target."""
+
+
 def install_hint(extra: str) -> str:
     """How to install an optional extra, for error messages (carn-mobile installs from its checkout)."""
     return f'pip install "carn-mobile[{extra}]" (from a checkout of the repository: pip install ".[{extra}]")'
