@@ -85,10 +85,12 @@ class Checker:
         print(f"  {result:<11} {step} {subject}: {detail}", flush=True)
 
     def python(self, code: str) -> str:
-        rc, text, _ = self.sh("query", f"python -c {shlex.quote(code)}")
-        if rc != 0:
-            raise SystemExit(f"arm64_check: the installed package cannot be imported: {text.strip().splitlines()[-1]}")
-        return text.strip()
+        """Standard output of ``code`` run by the venv's Python (libraries write notes to stderr)."""
+        proc = subprocess.run([str(self.venv / "bin" / "python"), "-c", code], cwd=REPO, capture_output=True,
+                              text=True)  # fmt: skip
+        if proc.returncode != 0:
+            raise SystemExit(f"arm64_check: the venv's Python failed: {last_line(proc.stderr)}")
+        return proc.stdout.strip()
 
 
 def last_line(text: str) -> str:
