@@ -224,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pytest-args", default="", help="extra pytest arguments, e.g. a -k selection")
     p.add_argument("--targets", help="comma list (default: every target)")
     p.add_argument("--backends", help="comma list of carn-upscale backends (default: every one)")
-    p.add_argument("--mlpackage", type=Path, action="append", default=[],
-                   help="an existing .mlpackage (made elsewhere) to verify here with carn-parity")  # fmt: skip
+    p.add_argument("--verify", type=Path, action="append", default=[], metavar="ARTIFACT",
+                   help="an artifact made elsewhere (e.g. a .mlpackage or .tflite from x86-64, with its .json "
+                        "manifest beside it) to re-check here with carn-parity; repeatable")  # fmt: skip
     p.add_argument("--any-arch", action="store_true", help="run on a non-ARM machine too (to test this script)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -233,9 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"arm64_check: this machine is {platform.machine()}, not aarch64; run it in the arm64 chroot "
               "(tools/arm64_chroot_check.sh) or pass --any-arch", file=sys.stderr)  # fmt: skip
         return 2
-    missing = [m for m in args.mlpackage if not (m / "Manifest.json").exists()]
+    missing = [a for a in args.verify if not (a.exists() and Path(f"{a}.json").is_file())]
     if missing:
-        print(f"arm64_check: {missing[0]} is not a .mlpackage folder", file=sys.stderr)
+        print(f"arm64_check: {missing[0]} or its manifest {missing[0]}.json is missing; pass an artifact that "
+              "carn-export wrote", file=sys.stderr)  # fmt: skip
         return 2
     c = Checker(args.venv.resolve(), args.out.resolve(), args.verbose)
     if not args.no_install:
@@ -247,11 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     listed = c.python("from carn_mobile.export import list_targets; from carn_mobile.export.registry import "
                       "artifact_backends; print(','.join(list_targets())); print(','.join(['torch', "
                       "*sorted(artifact_backends())]))").splitlines()  # fmt: skip
-    targets = args.targets.split(",") if args.targets else listed[-2].split(",")
-    backends = args.backends.split(",") if args.backends else listed[-1].split(",")
+    # An empty list ("--targets ''") skips that step.
+    targets = [t for t in (listed[-2] if args.targets is None else args.targets).split(",") if t]
+    backends = [b for b in (listed[-1] if args.backends is None else args.backends).split(",") if b]
     artifacts = check_targets(c, targets)
     check_parity(c, artifacts)
-    check_parity(c, [m.resolve() for m in args.mlpackage], label="verify")
+    check_parity(c, [a.resolve() for a in args.verify], label="verify")
     check_upscale(c, backends)
     if not args.no_tests:
         check_tests(c, args.pytest_args)

@@ -7,9 +7,9 @@
 #
 # ARM64_ROOT: the chroot (default ~/.cache/arm64root); CARN_SHARED: the shared data (default
 # ../shared). The committed checkout is synced to ROOT/opt/carn (its .venv is kept between runs),
-# the shared data is bind-mounted read-only beside it, a Core ML package exported on this host is
-# handed in for the NumPy reference executor to verify there, and the report comes back to
-# ./arm64-check/.
+# the shared data is bind-mounted read-only beside it, Core ML and LiteRT artifacts exported on
+# this host (aarch64 cannot write them) are handed in to be verified there, and the report comes
+# back to ./arm64-check/.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 root=${ARM64_ROOT:-$HOME/.cache/arm64root}
@@ -27,17 +27,24 @@ else
   mkdir -p "$root/opt" && git clone -q "$repo" "$root/opt/carn"
 fi
 mkdir -p "$root/opt/shared"
-mountpoint -q "$root/opt/shared" || mount --bind -o ro "$shared" "$root/opt/shared"
-trap 'umount "$root/opt/shared" 2>/dev/null || true' EXIT
+if ! mountpoint -q "$root/opt/shared"; then
+  mount --bind -o ro "$shared" "$root/opt/shared"
+  trap 'umount "$root/opt/shared" 2>/dev/null || true' EXIT
+fi
 
-# A Core ML package made here (x86-64 can write them), for the reference executor to verify there.
+# Artifacts this platform may not be able to write (Core ML, LiteRT), made here on x86-64 for the
+# runtimes there to verify.
 extra=()
 if [ -x "$repo/.venv/bin/carn-export" ]; then
-  rm -rf "$root/opt/host-coreml"
-  "$repo/.venv/bin/carn-export" --target coreml --scale 2 --shape 24x32 --out "$root/opt/host-coreml" >/dev/null
-  for pkg in "$root"/opt/host-coreml/*.mlpackage; do extra+=(--mlpackage "/opt/host-coreml/$(basename "$pkg")"); done
+  rm -rf "$root/opt/host-artifacts"
+  for target in coreml litert; do
+    "$repo/.venv/bin/carn-export" --target "$target" --scale 2 --shape 24x32 --out "$root/opt/host-artifacts" >/dev/null
+  done
+  for artifact in "$root"/opt/host-artifacts/*.mlpackage "$root"/opt/host-artifacts/*.tflite; do
+    extra+=(--verify "/opt/host-artifacts/$(basename "$artifact")")
+  done
 else
-  echo "arm64_chroot_check: no $repo/.venv here; the Core ML package check is left out" >&2
+  echo "arm64_chroot_check: no $repo/.venv here; artifacts made elsewhere are not verified" >&2
 fi
 
 rc=0
