@@ -36,8 +36,8 @@ def describe_platform() -> str:
 PLATFORM_LIMITS: dict[tuple[str, str], str] = {
     ("litert", "aarch64"): (
         "the litert target needs litert-torch, whose ai-edge-litert 2.3 has no Linux aarch64 wheel (the litert "
-        "extra installs only the 2.2 interpreter here); export LiteRT on x86-64: carn-parity and carn-upscale run "
-        ".tflite files here"
+        "extra installs only the 2.2 interpreter here); export LiteRT on x86-64 (carn-parity runs those .tflite "
+        "files here)"
     ),
 }
 
