@@ -149,7 +149,8 @@ class Capability:
 def capabilities() -> list[Capability]:
     """Per export target: can it be written here, and which runner checks it here."""
     from .export.registry import get_target, list_targets
-    from .runtimes import MissingDependencyError, get_runner
+    from .parity import available_runners  # parity's own choice of runner, so the two never disagree
+    from .runtimes import MissingDependencyError
 
     rows = []
     for name in list_targets():
@@ -159,13 +160,7 @@ def capabilities() -> list[Capability]:
             export = None
         except MissingDependencyError as exc:
             export = str(exc)
-        chosen, note = None, None
-        for runner_name in target.runners:
-            reason = get_runner(runner_name).unavailable_reason()
-            if reason is None:
-                chosen = runner_name
-                break
-            note = note or f"{runner_name}: {reason}"
-        rows.append(Capability(name, export, chosen, note if chosen != target.runners[0] else None))
+        usable, why_not = available_runners(name)
+        chosen = usable[0].name if usable else None
+        rows.append(Capability(name, export, chosen, why_not if chosen != target.runners[0] else None))
     return rows
-

@@ -118,14 +118,13 @@ def check_environment(c: Checker) -> None:
     c.add("environment", "carn-info --environment", "passed" if rc == 0 else "failed", f"exit {rc}", took)
 
 
-def check_targets(c: Checker, targets: list[str]) -> list[Path]:
+def check_targets(c: Checker, targets: list[str], every: list[str]) -> list[Path]:
     """One ``carn-export --target all`` (each CLI start costs minutes under emulation): every target
     this platform can write, parity-gated; each one it skips is then asked for alone, which must be
     a clear one-line refusal."""
     exported = c.out / "exported"
     if not targets:
         return []
-    every = c.python("from carn_mobile.export import list_targets; print(','.join(list_targets()))").split(",")
     asked = "all" if set(targets) == set(every) else ",".join(targets)  # all: skips what cannot run here
     out = shlex.quote(str(exported))
     rc, text, took = c.sh("export", f"carn-export --target {asked} --scale {SCALE} --shape {SHAPE} --out {out} --force")
@@ -273,9 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                       "artifact_backends; print(','.join(list_targets())); print(','.join(['torch', "
                       "*sorted(artifact_backends())]))").splitlines()  # fmt: skip
     # An empty list ("--targets ''") skips that step.
-    targets = [t for t in (listed[-2] if args.targets is None else args.targets).split(",") if t]
+    every = listed[-2].split(",")
+    targets = every if args.targets is None else [t for t in args.targets.split(",") if t]
     backends = [b for b in (listed[-1] if args.backends is None else args.backends).split(",") if b]
-    artifacts = check_targets(c, targets)
+    artifacts = check_targets(c, targets, every)
     check_parity(c, artifacts)
     check_parity(c, [a.resolve() for a in args.verify], label="verify")
     check_upscale(c, backends)
