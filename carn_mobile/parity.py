@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .precision import Tolerance, parity_tolerance
+from .precision import Tolerance, get_precision, parity_tolerance
 from .runtimes import Runner, RunnerUnavailable, ShapeSpec
 from .testimage import natural_test_image
 
@@ -47,6 +47,18 @@ class ParityPolicy:
     unless ``overrides`` names another :class:`~carn_mobile.precision.Tolerance` for a precision."""
 
     overrides: Mapping[str, Tolerance] = field(default_factory=dict)
+    #: Largest task-PSNR drop a quantized artifact may show (``None``: the precision table's).
+    max_psnr_drop_db: float | None = None
+    #: Benchmark folders (HR/ + LR_bicubic/) for the quantized quality gate (``None``: Set5 and
+    #: Set14 from the shared data, where present); the built-in test image is always measured.
+    quality_sets: tuple[str, ...] | None = None
+
+    def quality_limits(self, precision: str) -> dict[str, float]:
+        """The quality gate of a quantized precision: Y-PSNR floor and largest task-PSNR drop."""
+        row = get_precision(precision)
+        drop = self.max_psnr_drop_db if self.max_psnr_drop_db is not None else row.max_task_psnr_drop_db
+        limits = {"min_float_psnr_db": row.min_float_psnr_db, "max_task_psnr_drop_db": drop}
+        return {k: v for k, v in limits.items() if v is not None}
 
     def limits(self, precision: str, quantized_output: bool = False) -> dict[str, float]:
         """The limits that apply: ``max_abs`` always, ``min_psnr_db`` for lossy artifacts."""
@@ -191,8 +203,8 @@ def default_image_dir(scale: int) -> Path | None:
     return folder if folder is not None and folder.is_dir() else None
 
 
-def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Centre-crop ``image`` (H, W, 3) to ``size``, mirroring it first where it is smaller."""
+def fit_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (H, W, C) centre-cropped to ``size``, mirrored out first where it is smaller."""
     h, w = size
     ph, pw = max(0, h - image.shape[0]), max(0, w - image.shape[1])
     if ph or pw:
@@ -246,7 +258,7 @@ def parity_inputs(
         for name, image in real:
             size = (min(image.shape[0], REAL_CROP, hi), min(image.shape[1], REAL_CROP, hi))
             size = (max(size[0], lo), max(size[1], lo))
-            cases.append(ParityCase(name, _nchw(_fit(image, size)), where))
+            cases.append(ParityCase(name, _nchw(fit_image(image, size)), where))
         (th, tw), = _dynamic_sizes(shape, [TEST_IMAGE_SIZE])
         cases.append(ParityCase("test-image", _nchw(natural_test_image(th, tw, seed))))
         for h, w in _dynamic_sizes(shape, RANDOM_SIZES):
@@ -254,7 +266,7 @@ def parity_inputs(
         return cases
     for h, w in shape.sizes:
         for name, image in real:
-            cases.append(ParityCase(name, _nchw(_fit(image, (h, w))), where))
+            cases.append(ParityCase(name, _nchw(fit_image(image, (h, w))), where))
         cases.append(ParityCase("test-image", _nchw(natural_test_image(h, w, seed))))
         cases.append(ParityCase(f"random-{h}x{w}", rng.random((1, 3, h, w), dtype=np.float32)))
     return cases
@@ -279,10 +291,18 @@ def quantize_to_uint8_levels(lr: np.ndarray) -> np.ndarray:
 # --- comparison -----------------------------------------------------------------------------
 
 
+#: What parity compares with: the float32 PyTorch module, or (quantized precisions) a function
+#: computing the quantized reference on NCHW float32 arrays.
+Reference = nn.Module | Callable[[np.ndarray], np.ndarray]
+
+
 @torch.no_grad()
-def reference_output(reference: nn.Module, lr: np.ndarray) -> np.ndarray:
-    """The float32 PyTorch output for one input."""
-    return reference(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))).float().numpy()
+def reference_output(reference: Reference, lr: np.ndarray) -> np.ndarray:
+    """The reference output for one input."""
+    x = np.ascontiguousarray(lr, dtype=np.float32)
+    if not isinstance(reference, nn.Module):
+        return np.asarray(reference(x), dtype=np.float32)
+    return reference(torch.from_numpy(x)).float().numpy()
 
 
 def compare(output: np.ndarray, reference: np.ndarray) -> tuple[float, float | None]:
@@ -333,7 +353,7 @@ def pick_runner(target: str) -> tuple[Runner | None, str | None]:
 def check_parity(
     artifact: str | Path,
     target: str,
-    reference: nn.Module,
+    reference: Reference,
     precision: str,
     cases: Sequence[ParityCase],
     *,
@@ -393,7 +413,7 @@ def check_parity(
     return report
 
 
-def _run_cases(report: ParityReport, run: Callable[[np.ndarray], np.ndarray], reference: nn.Module,
+def _run_cases(report: ParityReport, run: Callable[[np.ndarray], np.ndarray], reference: Reference,
                cases: Sequence[ParityCase], limits: dict[str, float], image_io: bool) -> None:
     for case in cases:
         lr = quantize_to_uint8_levels(case.lr) if image_io else case.lr

@@ -1,4 +1,4 @@
-"""The precision table: what ``fp32`` and ``fp16`` mean, in one place.
+"""The precision table: what ``fp32``, ``fp16`` and ``int8`` mean, in one place.
 
 Each row says how the exported graph computes, how its weights are stored (which the
 targets' structural checks verify), how closely it must match the float32 PyTorch reference
@@ -8,6 +8,14 @@ more row; targets then list its name among the precisions they offer.
 Tolerances, measured on CARN-M (see docs/export.md): float32 artifacts differ from PyTorch by
 about 1e-6, so 1e-4 leaves room for other kernels; float16 ones by 1e-3..3e-3 at 70-75 dB, so
 50 dB and 2e-2 catch a broken graph while a few wild pixels cannot hide in a good mean.
+
+int8 is gated twice (docs/int8.md). Runtime fidelity: the artifact against the *quantized*
+reference (the same int8 model executed literally, e.g. its QDQ graph with no fusion), where
+integer kernels round intermediate results differently: measured on CARN-M x4 in onnxruntime,
+mean abs 8e-4, 99.9th percentile 8.7e-3, max 2.5e-2..6e-2, about 55 dB; 45 dB and 0.1 leave
+room for other kernels yet catch a wrong scale or zero point (which costs 20 dB). Quality: the
+artifact against float32 (Y-PSNR on the parity images, floor ``min_float_psnr_db``) and the drop in
+task PSNR against HR on Set5/Set14 and the built-in test image (``max_task_psnr_drop_db``).
 """
 
 from __future__ import annotations
@@ -46,8 +54,16 @@ class Precision:
     compute_dtype: str
     #: NumPy dtype name of the stored weight tensors, where a format stores them as computed.
     weight_dtype: str
-    #: The parity gate against the float32 PyTorch module.
+    #: The parity gate: against the float32 PyTorch module, or for a quantized precision
+    #: against the quantized reference of the artifact's own model.
     tolerance: Tolerance
+    #: Integer arithmetic with calibrated ranges: needs a calibration set and a recipe
+    #: (:mod:`carn_mobile.quantization`), and is gated on quality as well.
+    quantized: bool = False
+    #: Quality gate (quantized only): lowest Y-PSNR against float32 on the parity images.
+    min_float_psnr_db: float | None = None
+    #: Quality gate (quantized only): largest task-PSNR drop against float32, in dB.
+    max_task_psnr_drop_db: float | None = None
 
     @property
     def lossy(self) -> bool:
@@ -55,8 +71,12 @@ class Precision:
         return self.tolerance.min_psnr_db is not None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "compute_dtype": self.compute_dtype, "weight_dtype": self.weight_dtype,
-                "tolerance": self.tolerance.to_json()}
+        d = {"name": self.name, "compute_dtype": self.compute_dtype, "weight_dtype": self.weight_dtype,
+             "tolerance": self.tolerance.to_json()}
+        if self.quantized:
+            d |= {"quantized": True, "min_float_psnr_db": self.min_float_psnr_db,
+                  "max_task_psnr_drop_db": self.max_task_psnr_drop_db}
+        return d
 
 
 #: An 8-bit image output (Core ML image I/O) rounds to 1/255 whatever the compute precision.
@@ -66,8 +86,12 @@ FP32 = Precision("fp32", "float32 weights and compute", "float32", "float32", To
 FP16 = Precision("fp16", "float16 weights and compute (float32 I/O)", "float16", "float16",
                  Tolerance(max_abs=2e-2, min_psnr_db=50.0))
 
+INT8 = Precision("int8", "int8 weights (per channel) and activations, calibrated (float32 I/O)", "int8", "int8",
+                 Tolerance(max_abs=0.1, min_psnr_db=45.0), quantized=True, min_float_psnr_db=40.0,
+                 max_task_psnr_drop_db=0.1)
+
 #: name -> row, in the order the CLI lists them.
-PRECISIONS: dict[str, Precision] = {p.name: p for p in (FP32, FP16)}
+PRECISIONS: dict[str, Precision] = {p.name: p for p in (FP32, FP16, INT8)}
 
 
 def get_precision(name: str | Precision) -> Precision:

@@ -107,13 +107,14 @@ def test_loaded_models_are_frozen_for_inference_unless_asked() -> None:
 
 
 def test_the_precision_table_drives_parity_and_structural_checks() -> None:
-    assert list(PRECISIONS) == ["fp32", "fp16"]
+    assert list(PRECISIONS) == ["fp32", "fp16", "int8"]
     assert parity_tolerance("fp32").to_json() == {"max_abs": 1e-4}
     assert parity_tolerance("fp16").to_json() == {"max_abs": 2e-2, "min_psnr_db": 50.0}
     assert parity_tolerance("fp32", image_output=True).min_psnr_db == 50.0
     assert get_precision("FP16").weight_dtype == "float16" and not get_precision("fp32").lossy
-    with pytest.raises(ValueError, match="unknown precision 'int8'; use one of fp32, fp16"):
-        get_precision("int8")
+    with pytest.raises(ValueError, match="unknown precision 'int4'; use one of fp32, fp16, int8"):
+        get_precision("int4")
+    assert get_precision("int8").quantized and not get_precision("fp16").quantized
 
     from carn_mobile.export import get_target, list_targets
 

@@ -82,7 +82,12 @@ def test_plan_rejects_scales_and_precisions_it_cannot_serve(shipped, tmp_path: P
     with pytest.raises(ValueError, match="no x2 branch"):
         plan_exports(shipped, (4,), ["onnx"], [2], out_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown precision"):
-        plan_exports(shipped, (4,), ["onnx"], [4], precision="int8", out_dir=tmp_path)
+        plan_exports(shipped, (4,), ["onnx"], [4], precision="int4", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="torchscript-lite supports fp32 only, not int8"):
+        plan_exports(shipped, (4,), ["torchscript-lite"], [4], precision="int8", out_dir=tmp_path)
+    jobs, skipped = plan_exports(shipped, (4,), ["all"], [4], precision="int8", out_dir=tmp_path)
+    assert "onnx" in {j.target.name for j in jobs} and "torchscript-lite" in {s.target for s in skipped}
+    assert all(j.request.quantization is not None for j in jobs)
 
 
 def test_weights_resolution(tmp_path: Path) -> None:

@@ -35,12 +35,26 @@ def _max_diff(a: nn.Module, b: nn.Module, h: int = 13, w: int = 19) -> float:
 
 @pytest.mark.parametrize("arch", ["carn", "carn-m"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
-@pytest.mark.parametrize("names", [[n] for n in REWRITES] + [list(REWRITES)], ids=lambda n: "+".join(n))
+@pytest.mark.parametrize("names", [["exit-before-shuffle", n] if n == "pad-exit" else [n] for n in REWRITES]
+                         + [list(REWRITES)], ids=lambda n: "+".join(n))
 def test_each_rewrite_computes_what_the_model_computes(arch, scale, names):
     plain = _module(arch, scale)
     rewritten, applied = optimized_module(plain, names)
-    assert applied == names  # every rewrite found its sites on both architectures
+    # Every rewrite finds its sites (pad-exit on the shuffled exit; CARN has no grouped convs).
+    assert applied == [n for n in names if not (n == "dense-groups" and arch == "carn")]
     assert _max_diff(plain, rewritten) < 1e-5
+
+
+def test_the_int8_rewrites_pad_the_exit_and_densify_narrow_groups_only():
+    from carn_mobile.export.rewrites import PaddedExit
+
+    rewritten, _ = optimized_module(_module("carn-m", 3), list(REWRITES))
+    exit_conv = rewritten.net.exit
+    assert isinstance(exit_conv, PaddedExit) and exit_conv.conv.out_channels == 32 and exit_conv.channels == 27
+    grouped = [m for m in rewritten.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert grouped and all(m.out_channels // m.groups >= 32 for m in grouped)  # the upsampler's stay grouped
+    plain = _module("carn-m", 3)
+    assert sum(isinstance(m, nn.Conv2d) and m.groups > 1 for m in plain.modules()) > len(grouped)
 
 
 def test_rewrites_change_the_graph_and_leave_the_input_alone():
@@ -83,7 +97,8 @@ def test_dcr_forms_take_the_rewritten_graph(scale):
 
 
 def test_parse_rewrites():
-    assert parse_rewrites(None) == DEFAULT_REWRITES == tuple(REWRITES)
+    assert parse_rewrites(None) == DEFAULT_REWRITES == ("fold-output-mean", "cascade-as-sum", "exit-before-shuffle")
+    assert set(REWRITES) - set(DEFAULT_REWRITES) == {"pad-exit", "dense-groups"}  # int8's (the recipe adds them)
     assert parse_rewrites("default") == DEFAULT_REWRITES
     assert parse_rewrites("none") == parse_rewrites(()) == ()
     assert parse_rewrites("exit-before-shuffle,fold-output-mean") == ("fold-output-mean", "exit-before-shuffle")

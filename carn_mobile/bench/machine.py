@@ -40,6 +40,23 @@ def _memory_gib() -> float | None:
         return None
 
 
+#: CPU flags (as /proc/cpuinfo names them) that speed up int8 dot products.
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def int8_instructions() -> list[str]:
+    """Which of :data:`INT8_FLAGS` this CPU reports (empty where /proc/cpuinfo is absent)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return []
+    flags: set[str] = set()
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return [f for f in INT8_FLAGS if f in flags]
+
+
 def describe_machine(threads: int) -> dict:
     """OS, CPU, cores, memory and library versions, as a JSON-friendly dict."""
     import numpy as np
@@ -57,4 +74,5 @@ def describe_machine(threads: int) -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "threads": threads,
+        "int8_instructions": int8_instructions(),  # VNNI / AMX / dot-product: what int8 speed depends on
     }

@@ -50,6 +50,9 @@ class BenchSettings:
     #: "optimized" (the export's exact rewrites, what carn-export writes) and/or "plain" (the
     #: graph as trained, ``--no-optimize``): both give before/after rows from one run.
     graphs: Sequence[str] = ("optimized",)
+    #: Precisions per backend (``carn_mobile.precision``; ``None``: each target's default); a
+    #: backend without one gets a skipped row.
+    precisions: Sequence[str | None] = (None,)
     notes: list[str] = field(default_factory=list)
 
 
@@ -91,14 +94,23 @@ def each_model(names: Sequence[str], workdir: Path, notes: list[str]) -> Iterato
         yield name, net, weights_arg
 
 
-def _export(target: str, weights: str, scale: int, lr: WxH, workdir: Path, graph: str = "optimized"):
+#: A benchmark measures what int8 costs in quality (recorded per row) rather than gating on it.
+BENCH_POLICY_DROP_DB = 100.0
+
+
+def _export(target: str, weights: str, scale: int, lr: WxH, workdir: Path, graph: str = "optimized",
+            precision: str | None = None):
     from ..export import export_model
+    from ..parity import ParityPolicy
+    from ..precision import get_precision
     from ..runtimes import parse_shape
 
     shape = parse_shape(f"{lr.height}x{lr.width}")  # fixed, height first: what an app at this size ships
     (result,) = export_model(
-        weights=weights, targets=[target], scales=[scale], shape=shape, out_dir=workdir / f"{target}-{graph}",
-        force=True, rewrites=graph_rewrites(graph),
+        weights=weights, targets=[target], scales=[scale], precision=precision, shape=shape,
+        out_dir=workdir / f"{target}-{graph}-{precision or 'default'}", force=True, rewrites=graph_rewrites(graph),
+        **({"policy": ParityPolicy(max_psnr_drop_db=BENCH_POLICY_DROP_DB)}
+           if precision is not None and get_precision(precision).quantized else {}),
     )
     return result
 
@@ -139,6 +151,7 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
             "threads": settings.threads,
             "backends": list(settings.backends),
             "graphs": list(settings.graphs),
+            "precisions": list(settings.precisions),
         },
         "ceilings": {},
         "rows": [],
@@ -167,15 +180,19 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
                 }
                 macs_run = mult_adds(net, scale, WxH(lw * scale, lh * scale))
                 torch_median: dict[str, float] = {}
-                plain_median: dict[str, float] = {}
-                for backend, graph in ((b, g) for b in settings.backends for g in settings.graphs):
-                    row = dict(base, backend=backend, graph=graph, threads=settings.threads)
-                    if skip[backend]:
-                        report["rows"].append(dict(row, status="skipped", reason=skip[backend]))
-                        say(f"{name} x{scale} {backend}: skipped ({skip[backend]})")
+                plain_median: dict[tuple[str, str], float] = {}
+                fp32_median: dict[tuple[str, str], float] = {}
+                for backend, graph, wanted in ((b, g, p) for b in settings.backends for g in settings.graphs
+                                               for p in settings.precisions):
+                    row = dict(base, backend=backend, graph=graph, precision=wanted, threads=settings.threads)
+                    reason = skip[backend] or _precision_skip(backend, wanted)
+                    if reason:
+                        report["rows"].append(dict(row, status="skipped", reason=reason))
+                        say(f"{name} x{scale} {backend} {wanted}: skipped ({reason})")
                         continue
-                    say(f"{name} x{scale} {backend} ({graph}): preparing")
-                    load, size, precision = _prepare(backend, net, weights_arg, scale, lr, workdir, graph)
+                    say(f"{name} x{scale} {backend} ({graph}, {wanted}): preparing")
+                    load, size, precision, quality = _prepare(backend, net, weights_arg, scale, lr, workdir, graph,
+                                                              wanted)
                     # Memory from loading the artifact through its first inference: engines that
                     # keep an arena (onnxruntime, ExecuTorch) allocate it at load or first run.
                     loaded: list[Callable[[], object]] = []
@@ -187,7 +204,9 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
                     if backend == "torch":
                         torch_median[graph] = lat.median
                     if graph == "plain":
-                        plain_median[backend] = lat.median
+                        plain_median[backend, precision] = lat.median
+                    if precision == "fp32":
+                        fp32_median[backend, graph] = lat.median
                     row.update(
                         status="ok",
                         precision=precision,
@@ -200,8 +219,11 @@ def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] 
                         ceiling_fraction=round(rate / ceilings[scale].macs_per_s, 3),
                         speedup_vs_torch=round(torch_median[graph] / lat.median, 2) if graph in torch_median
                         else None,
-                        speedup_vs_plain=round(plain_median[backend] / lat.median, 2)
-                        if graph != "plain" and backend in plain_median else None,
+                        speedup_vs_plain=round(plain_median[backend, precision] / lat.median, 2)
+                        if graph != "plain" and (backend, precision) in plain_median else None,
+                        speedup_vs_fp32=round(fp32_median[backend, graph] / lat.median, 2)
+                        if precision != "fp32" and (backend, graph) in fp32_median else None,
+                        **({"quality": quality} if quality else {}),
                     )
                     report["rows"].append(row)
     return report
@@ -213,8 +235,22 @@ def _first_run(load: Callable[[], Callable[[], object]], loaded: list) -> None:
     loaded.append(fn)
 
 
-def _prepare(backend: str, net: CARN, weights: str, scale: int, lr: WxH, workdir: Path, graph: str = "optimized"):
-    """(loader returning a one-inference callable, artifact size in bytes, precision)."""
+def _precision_skip(backend: str, precision: str | None) -> str | None:
+    """Why ``backend`` has no ``precision`` artifact, or ``None``."""
+    target = backend_targets()[backend]
+    if precision is None:
+        return None
+    if target is None:
+        return None if precision == "fp32" else f"the PyTorch model runs in fp32 only, not {precision}"
+    from ..export import get_target
+
+    offered = get_target(target).precisions
+    return None if precision in offered else f"{target} exports {', '.join(offered)}, not {precision}"
+
+
+def _prepare(backend: str, net: CARN, weights: str, scale: int, lr: WxH, workdir: Path, graph: str = "optimized",
+             precision: str | None = None):
+    """(loader returning a one-inference callable, artifact size in bytes, precision, int8 quality or None)."""
     x = np.random.default_rng(0).random((1, 3, lr.height, lr.width), dtype=np.float32)
     target = backend_targets()[backend]
     if target is None:  # what carn-upscale --backend torch runs
@@ -227,13 +263,14 @@ def _prepare(backend: str, net: CARN, weights: str, scale: int, lr: WxH, workdir
         def load_torch() -> Callable[[], object]:
             return lambda: torch_backend.run(x)
 
-        return load_torch, size, "fp32"
+        return load_torch, size, "fp32", None
     from ..runtimes import get_runner
 
-    result = _export(target, weights, scale, lr, workdir, graph)
+    result = _export(target, weights, scale, lr, workdir, graph, precision)
 
     def load_artifact() -> Callable[[], object]:
         run = get_runner(result.report.runner).load(result.artifact)
         return lambda: run(x)
 
-    return load_artifact, result.size_bytes, result.manifest["precision"]
+    quality = result.manifest["parity"].get("quality")
+    return load_artifact, result.size_bytes, result.manifest["precision"], quality

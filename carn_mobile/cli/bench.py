@@ -12,6 +12,7 @@ from ..bench.report import console_table, markdown
 from ..bench.suite import BenchSettings, backend_targets, run_benchmark
 from ..fileio import atomic_output, check_writable
 from ..models import PAPER_SCALES, list_models, parse_scales
+from ..precision import list_precisions
 from ..sizes import parse_wxh
 from .common import err_console, exit_with, make_console, write_reports
 
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimized (the exact rewrites carn-export applies), plain (--no-optimize), a single "
                         "rewrite by name (its own gain), or several: plain,optimized gives before/after rows from "
                         "one run (default optimized; --profile: plain,optimized)")
+    p.add_argument("--precisions",
+                   help="comma-separated precisions per backend, e.g. fp32,fp16,int8: a row each, with the "
+                        "speed-up against fp32 and int8's measured PSNR drop (default: each target's own)")
     p.add_argument("--profile", action="store_true",
                    help="per-operator profile instead, grouped by layer kind, in onnxruntime and ExecuTorch "
                         "(default model carn-m; plain and optimized graphs), with GMAC/s per kind")
@@ -180,8 +184,10 @@ def _main(argv: Sequence[str] | None) -> int:
         raise ValueError("--warmup must be >= 0")
     _checked_outputs(args, with_quality_plot=True)
     graphs = _graphs(args.graphs or "optimized")
-    settings = BenchSettings(hr, models, scales, backends, args.threads, args.runs, args.warmup, graphs)
-    total = len(models) * len(scales) * len(backends) * len(graphs)
+    precisions = _names(args.precisions, list_precisions(), "precision") if args.precisions else [None]
+    settings = BenchSettings(hr, models, scales, backends, args.threads, args.runs, args.warmup, graphs,
+                             precisions)
+    total = len(models) * len(scales) * len(backends) * len(graphs) * len(precisions)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, disable=args.no_progress, transient=True) as bar:
         task = bar.add_task("carn-bench", total=total)
@@ -193,7 +199,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
     out = make_console()
     m = report["machine"]
-    out.print(f"machine: {m['cpu']} ({m['arch']}), {m['usable_cores']} cores, {m['os']}, torch {m['torch']}")
+    int8 = ", ".join(m.get("int8_instructions") or []) or "none"
+    out.print(f"machine: {m['cpu']} ({m['arch']}), {m['usable_cores']} cores, {m['os']}, torch {m['torch']}, "
+              f"int8 dot-product instructions: {int8}")
     for scale, c in sorted(report["ceilings"].items()):
         out.print(f"ceiling x{scale}: {c['layer']}: {c['gmacs_per_s']} GMAC/s ({c['engine']})")
     out.print(console_table(report["rows"]))

@@ -27,7 +27,10 @@ from ..export import (
     parse_rewrites,
 )
 from ..models import list_models
+from ..parity import ParityPolicy
 from ..precision import list_precisions
+from ..quantization import CALIBRATION_METHODS, CalibrationSource, Recipe
+from ..quantization.calibration import DEFAULT_COUNT
 from ..runtimes import SHAPE_HELP, parse_shape
 from .common import EXIT_ERROR, err_console, exit_with, make_console
 
@@ -76,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     litert.add_argument("--layout", choices=["nchw", "nhwc"],
                         help="I/O tensor layout (default nchw, the contract; nhwc is what Android bitmaps and "
                              "LiteRT's GPU delegate use, and leaves no TRANSPOSE in the graph)")
+    int8 = p.add_argument_group("int8 (--precision int8)")
+    int8.add_argument("--calibration", metavar="DIR",
+                      help="folder of training-style images (searched recursively) for calibration patches; "
+                           "default: built-in procedural images. Never an evaluation set")
+    int8.add_argument("--calibration-images", type=int, metavar="N",
+                      help=f"number of calibration patches (default {DEFAULT_COUNT})")
+    int8.add_argument("--calibration-method", choices=CALIBRATION_METHODS,
+                      help=f"activation range estimator (default {Recipe().method}, measured best for CARN-M)")
+    int8.add_argument("--max-psnr-drop", type=float, metavar="DB",
+                      help="fail an int8 export whose task PSNR drops more than this against float32 "
+                           "(default 0.1 dB; Set5/Set14 when present and the built-in test image)")
     ort = p.add_argument_group("ort target")
     ort.add_argument("--depth-to-space", choices=["dcr", "crd"], dest="depth_to_space",
                      help="upsampler form: dcr (default; what ORT's NNAPI and Core ML NeuralNetwork EPs take) or "
@@ -92,6 +106,24 @@ def target_options(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     }
     options = {target: {k: v for k, v in opts.items() if v is not None} for target, opts in given.items()}
     return {target: opts for target, opts in options.items() if opts}
+
+
+def quantization_options(args: argparse.Namespace) -> dict:
+    """``export_model`` keywords for the int8 options given (none when none was)."""
+    options: dict = {}
+    if args.calibration is not None or args.calibration_images is not None:
+        options["calibration"] = CalibrationSource(
+            folder=Path(args.calibration) if args.calibration else None,
+            count=args.calibration_images if args.calibration_images is not None else DEFAULT_COUNT)
+    if args.calibration_method is not None:
+        options["recipe"] = Recipe(method=args.calibration_method)
+    if args.max_psnr_drop is not None:
+        if not args.max_psnr_drop >= 0:
+            raise ValueError(f"--max-psnr-drop must be a non-negative number of dB, got {args.max_psnr_drop}")
+        if args.precision != "int8":
+            raise ValueError("--max-psnr-drop applies to --precision int8 only")
+        options["policy"] = ParityPolicy(max_psnr_drop_db=args.max_psnr_drop)
+    return options
 
 
 def parse_targets(text: str) -> list[str]:
@@ -150,6 +182,7 @@ def _main(argv: Sequence[str] | None) -> int:
             parse_shape(args.shape), args.image_io, args.out, args.force, parity_images=args.parity_images,
             listener=ConsoleListener(console, args.out), keep_going=True, target_options=target_options(args),
             rewrites=() if args.no_optimize else parse_rewrites(args.rewrites) if args.rewrites else None,
+            **quantization_options(args),
         )  # fmt: skip
     except ExportIncomplete as exc:
         if exc.results:

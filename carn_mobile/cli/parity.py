@@ -54,10 +54,12 @@ def _main(argv: Sequence[str] | None) -> int:
         results.append(result)
         show(console, result)
     if args.json:
-        payload = {"reports": [{"artifact": str(r.artifact), **r.report.to_json()} for r in results]}
+        payload = {"reports": [{"artifact": str(r.artifact), **r.report.to_json(),
+                                **({"quality": r.quality.to_json()} if r.quality is not None else {})}
+                               for r in results]}
         with atomic_output(args.json, force=args.force) as tmp:
             tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    failed = [r.artifact.name for r in results if r.report.status == FAILED]
+    failed = [r.artifact.name for r in results if r.report.status == FAILED or not r.passed]
     if failed:
         err_console.print(f"[bold red]parity failed:[/] {escape(', '.join(failed))}")
         return EXIT_FAILED
@@ -83,6 +85,12 @@ def show(console: Console, result: RecheckResult) -> None:
         console.print(table)
     for line in rep.failure_details():
         err_console.print(f"  [red]{escape(line)}[/]")
+    if result.quality is not None:
+        colour = "green" if result.quality.passed else "red"
+        console.print(f"  [{colour}]{escape(result.quality.headline())}[/] (fidelity above: against the int8 "
+                      "reference)")
+        for line in result.quality.failures:
+            err_console.print(f"  [red]{escape(line)}[/]")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from ..parity import StructuralCheck
 from ..precision import Precision, get_precision
+from ..quantization import Quantization
 from ..runtimes import ShapeSpec
 from .rewrites import DEFAULT_REWRITES
 from .wrapper import SuperResolver
@@ -32,6 +34,8 @@ class ExportRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     #: Exact graph rewrites (``carn_mobile.export.rewrites``) applied before the target traces.
     rewrites: tuple[str, ...] = DEFAULT_REWRITES
+    #: Recipe and calibration source, for a quantized precision (``None`` otherwise).
+    quantization: Quantization | None = None
 
     @property
     def precision_row(self) -> Precision:
@@ -147,6 +151,12 @@ class Target(ABC):
     @abstractmethod
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
         """Write the artifact for ``module`` (float32, eval mode, ``request.rewrites`` applied) to ``out``."""
+
+    def quantized_reference(self, path: Path, request: ExportRequest) -> Callable[[np.ndarray], np.ndarray]:
+        """The int8 gate's reference for a quantized artifact: its own quantized model computed
+        literally (e.g. a QDQ graph without fusion), NCHW float32 in and out. A target that
+        lists a quantized precision implements it."""
+        raise NotImplementedError(f"the {self.name} target has no quantized reference")
 
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
         """Checks of the artifact's structure that need no runtime (default: none); ``module`` is

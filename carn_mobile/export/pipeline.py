@@ -20,10 +20,12 @@ from ..fileio import OutputExistsError, sha256_file
 from ..models import CARN, parse_scales
 from ..parity import DEFAULT_POLICY, ParityError, ParityPolicy, ParityReport, check_parity, parity_inputs
 from ..precision import get_precision
+from ..quantization import CalibrationSource, Quantization, Recipe
 from ..runtimes import MissingDependencyError, ShapeSpec
 from ..weights import WeightsRef, load_model, resolve_weights
 from .base import ExportRequest, Target
 from .manifest import artifact_filename, build_manifest, bundle_filename, dumps, manifest_path
+from .quantized_gate import check_quality, gate_reference
 from .registry import get_target, list_targets
 from .rewrites import optimized_module, parse_rewrites
 from .staging import staged_files, staged_pair
@@ -118,6 +120,8 @@ def plan_exports(
     force: bool = False,
     target_options: Mapping[str, Mapping[str, Any]] | None = None,
     rewrites: Sequence[str] | str | None = None,
+    calibration: CalibrationSource | None = None,
+    recipe: Recipe | None = None,
 ) -> tuple[list[ExportJob], list[SkippedTarget]]:
     """Validate every option and list the artifacts to write, before any conversion starts.
 
@@ -127,9 +131,17 @@ def plan_exports(
     Existing outputs raise ``OutputExistsError`` unless ``force``. ``target_options`` maps a
     target name to its own options (``Target.with_options``), e.g. ``{"web": {"ort_web": DIR}}``.
     ``rewrites``: the exact graph rewrites to apply (``None``: the defaults; ``()``: none, the plain graph).
+    ``calibration`` and ``recipe`` apply to a quantized precision (``int8``; defaults: the built-in
+    calibration images and :data:`carn_mobile.quantization.DEFAULT_RECIPE`).
     """
     shape = shape or ShapeSpec()
+    quantized = precision is not None and get_precision(precision).quantized
+    if (calibration is not None or recipe is not None) and not quantized:
+        raise ValueError("--calibration and the quantization recipe apply to --precision int8 only")
+    quantization = Quantization(recipe or Recipe(), calibration or CalibrationSource()) if quantized else None
     chosen_rewrites = parse_rewrites(rewrites)
+    if quantization is not None and rewrites is None:  # the recipe's defaults; rewrites named by the user stay
+        chosen_rewrites = parse_rewrites(list(quantization.recipe.rewrites(chosen_rewrites)))
     target_options = dict(target_options or {})
     if precision is not None:
         get_precision(precision)
@@ -165,6 +177,7 @@ def plan_exports(
                 layout=target.layout,
                 metadata=embedded_metadata(weights.arch, scale, target_precision, weights, target.layout),
                 rewrites=chosen_rewrites,
+                quantization=quantization,
             )
             reason = target.unsupported(request)
             if reason:
@@ -222,17 +235,22 @@ def run_export(
         report = check_parity(
             tmp_artifact,
             job.target.name,
-            module,
+            gate_reference(job.target, tmp_artifact, request, module),
             request.precision,
             cases,
             image_io=request.image_io,
             structural=lambda: job.target.structural_check(tmp_artifact, request, exported),
             policy=policy,
         )
-        parity_seconds = time.perf_counter() - start
         if not report.passed:
             details = "\n  ".join(report.failure_details())
             raise ParityError(f"{job.artifact.name} failed parity: {report.headline()}\n  {details}", report)
+        quality = check_quality(job.target, tmp_artifact, request, module, cases, policy)
+        parity_seconds = time.perf_counter() - start
+        if quality is not None and not quality.passed:
+            details = "\n  ".join(quality.failures)
+            raise ParityError(f"{job.artifact.name} failed the int8 quality gate: {quality.headline()}\n  {details}",
+                              report)
         if set(outcome.companions) != set(job.target.companions):
             raise RuntimeError(f"the {job.target.name} target wrote companions {sorted(outcome.companions)}, "
                                f"declared {list(job.target.companions)}")
@@ -240,6 +258,10 @@ def run_export(
             tmp.write_bytes(outcome.companions[suffix])
 
         parity_json = report.to_json() | {"seconds": round(parity_seconds, 2)}
+        if quality is not None:
+            parity_json["reference"] = "quantized"  # fidelity above is against the int8 model itself
+            parity_json["quality"] = quality.to_json()
+            outcome.notes.append(quality.headline())
         manifest = build_manifest(
             artifact=job.artifact,
             target=job.target.name,
@@ -263,6 +285,8 @@ def run_export(
             parity=parity_json,
             versions=tool_versions(job.target) | report.runner_versions,
         )
+        if request.quantization is not None:
+            manifest["quantization"] = request.quantization.to_json(request.scale)
         tmp_manifest.write_text(dumps(manifest))
     return ExportResult(job, manifest, report, outcome.notes)
 
@@ -312,6 +336,8 @@ def export_model(
     keep_going: bool = False,
     target_options: Mapping[str, Mapping[str, Any]] | None = None,
     rewrites: Sequence[str] | str | None = None,
+    calibration: CalibrationSource | None = None,
+    recipe: Recipe | None = None,
 ) -> list[ExportResult]:
     """Python API behind ``carn-export``: export ``model`` to every requested target and scale.
 
@@ -321,7 +347,9 @@ def export_model(
     :class:`ExportIncomplete` reports every failure at the end. A bundled target (``web``)
     writes one folder for all its scales, and only when every scale passed. ``rewrites`` picks
     the exact graph rewrites (``carn_mobile.export.rewrites``; ``None``: the defaults, ``()``: none);
-    parity is always checked against the unmodified model.
+    parity is always checked against the unmodified model. ``precision="int8"`` quantizes with
+    ``recipe`` on ``calibration`` patches; the gate then also bounds the PSNR drop
+    (``policy.max_psnr_drop_db``, default 0.1 dB).
     """
     listener = listener or ExportListener()
     ref = resolve_weights(model, weights)
@@ -329,7 +357,7 @@ def export_model(
     wanted = parse_scales("all" if scales is None else scales if isinstance(scales, str) else list(scales),
                           available=net.scales)
     jobs, skipped = plan_exports(ref, net.scales, targets, wanted, precision, shape, image_io, out_dir, force,
-                                 target_options, rewrites)
+                                 target_options, rewrites, calibration, recipe)
     listener.planned(ref, jobs, skipped)
     results: list[ExportResult] = []
     failures: list[tuple[ExportJob, ParityError]] = []

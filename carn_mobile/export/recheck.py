@@ -7,10 +7,13 @@ from pathlib import Path
 
 from ..fileio import sha256_file
 from ..parity import DEFAULT_POLICY, ParityPolicy, ParityReport, StructuralCheck, check_parity, parity_inputs
+from ..precision import get_precision
+from ..quantization import Quantization, Recipe
 from ..runtimes import ShapeSpec
 from ..weights import WeightsRef, load_model, resolve_recorded, resolve_weights
 from .base import ExportRequest
 from .manifest import read_manifest
+from .quantized_gate import check_quality, gate_reference
 from .registry import get_target
 from .rewrites import optimized_module, parse_rewrites
 from .wrapper import per_scale_module
@@ -24,6 +27,12 @@ class RecheckResult:
     manifest: dict
     weights: WeightsRef
     report: ParityReport
+    #: The int8 quality gate measured again (``None`` for float precisions).
+    quality: object | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed and (self.quality is None or self.quality.passed)
 
 
 def recheck_artifact(
@@ -48,6 +57,12 @@ def recheck_artifact(
     source = resolve_weights(model_name, weights) if weights is not None else resolve_recorded(manifest["weights"])
     model = load_model(weights=source)
     scale = int(manifest["scale"])
+    quantization = None
+    if get_precision(manifest["precision"]).quantized:
+        recorded = manifest.get("quantization", {}).get("recipe")
+        if recorded is None:
+            raise ValueError(f"{path.name}'s manifest has no quantization recipe; export it again")
+        quantization = Quantization(Recipe.from_json(recorded))
     request = ExportRequest(
         model=model_name,
         scale=scale,
@@ -57,6 +72,7 @@ def recheck_artifact(
         layout=manifest.get("contract", {}).get("input", {}).get("layout", "NCHW"),
         # What was exported: the recorded rewrites (none in manifests older than them).
         rewrites=parse_rewrites(list(manifest.get("export", {}).get("rewrites", []))),
+        quantization=quantization,
     )
     module = per_scale_module(model, scale)
     exported, _ = optimized_module(module, request.rewrites)
@@ -76,6 +92,7 @@ def recheck_artifact(
         return [sha, *companions, *target.structural_check(path, request, exported)]
 
     cases = parity_inputs(scale, request.shape, parity_images)
-    report = check_parity(path, target.name, module, request.precision, cases, image_io=request.image_io,
-                          structural=structural, policy=policy)
-    return RecheckResult(path, manifest, source, report)
+    report = check_parity(path, target.name, gate_reference(target, path, request, module), request.precision,
+                          cases, image_io=request.image_io, structural=structural, policy=policy)
+    quality = check_quality(target, path, request, module, cases, policy) if report.passed else None
+    return RecheckResult(path, manifest, source, report, quality)

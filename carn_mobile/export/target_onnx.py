@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..parity import StructuralCheck
-from ..runtimes import INPUT_NAME, OUTPUT_NAME, require, version_of
+from ..runtimes import INPUT_NAME, OUTPUT_NAME, ShapeSpec, require, version_of
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
 from .registry import register_target
@@ -69,14 +73,21 @@ class OnnxTarget(Target):
     rank = 10
     description = "ONNX (opset 18) for ONNX Runtime (Mobile), dynamic H/W"
     requires = ("onnx", "onnxscript", "onnxsim", "onnxruntime")
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
 
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
         onnx = require("onnx", self.extra, "the onnx target")
+        if request.precision_row.quantized:
+            return export_int8(module, request, out)
         model, notes = onnx_model(graph_for_precision(module, request.precision), request)
         onnx.save(model, str(out))
         ops = sorted({n.op_type for n in model.graph.node})
         return ExportOutcome(notes=notes, details={"opset": OPSET, "ops": ops, "nodes": len(model.graph.node)})
+
+    def quantized_reference(self, path: Path, request: ExportRequest) -> Callable[[np.ndarray], np.ndarray]:
+        from ..quantization.onnx_qdq import qdq_reference
+
+        return qdq_reference(path)
 
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
         onnx = require("onnx", self.extra, "checking ONNX artifacts")
@@ -104,6 +115,8 @@ class OnnxTarget(Target):
             checks.append(StructuralCheck("input shape", ok, f"{symbolic}"))
         ops = {n.op_type for n in model.graph.node}
         checks.append(StructuralCheck("DepthToSpace", "DepthToSpace" in ops, "PixelShuffle exported as DepthToSpace"))
+        if request.precision_row.quantized:
+            checks.extend(int8_checks(model, request))
         meta = {p.key: p.value for p in model.metadata_props}
         ok = meta.get("carn_mobile.scale") == str(request.scale)
         checks.append(StructuralCheck("metadata scale", ok, f"carn_mobile.scale = {meta.get('carn_mobile.scale')}"))
@@ -111,3 +124,64 @@ class OnnxTarget(Target):
 
     def versions(self) -> dict[str, str | None]:
         return {name: version_of(name) for name in ("onnx", "onnxscript", "onnxsim", "onnxruntime")}
+
+
+def export_int8(module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
+    """The float32 graph, quantized to QDQ int8 with the request's recipe and calibration.
+
+    Calibration always runs on the dynamic-size graph (small patches; activation ranges are per
+    tensor, independent of the image size); a fixed-size request then gets that graph with its
+    input fixed (``onnxruntime.tools.onnx_model_utils``), the same ops either way.
+    """
+    from ..quantization.onnx_qdq import quantize_onnx
+
+    onnx = require("onnx", "export", "the onnx target")
+    assert request.quantization is not None, "a quantized request carries its recipe"
+    dynamic = request if request.shape.kind != "fixed" else replace(
+        request, shape=ShapeSpec(max_side=max(request.shape.bounds[1], 64)))
+    model, notes = onnx_model(module, dynamic)
+    with tempfile.TemporaryDirectory(prefix="carn-onnx-") as tmp:
+        float_path = Path(tmp) / "float32.onnx"
+        onnx.save(model, str(float_path))
+        calibration = request.quantization.calibration.for_scale(request.scale)
+        details = quantize_onnx(float_path, out, request.quantization.recipe, calibration)
+        float_bytes = float_path.stat().st_size
+    if request.shape.kind == "fixed":
+        _fix_input_size(out, request)
+    notes.append(f"int8 QDQ: {details['quantized_convs']} convs int8, {details['float_convs']} float; "
+                 f"{out.stat().st_size / float_bytes:.0%} of the float32 file; calibrated on "
+                 f"{len(calibration.patches)} patches from {calibration.source}")
+    return ExportOutcome(notes=notes, details={"opset": OPSET, "float32_size_bytes": float_bytes, **details})
+
+
+def _fix_input_size(path: Path, request: ExportRequest) -> None:
+    onnx = require("onnx", "export", "the onnx target")
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
+
+    model = onnx.load(str(path))
+    h, w = request.shape.sizes[0]
+    make_input_shape_fixed(model.graph, INPUT_NAME, [1, 3, h, w])
+    fix_output_shapes(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def int8_checks(model, request: ExportRequest) -> list[StructuralCheck]:
+    """Structure of a QDQ int8 graph: every conv that the recipe does not keep in float reads
+    int8 weights through a DequantizeLinear."""
+    from ..quantization.onnx_qdq import float_nodes
+
+    onnx = require("onnx", "export", "checking ONNX artifacts")
+    int8 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    recipe = request.quantization.recipe if request.quantization else None
+    keep = set(float_nodes(model, recipe)) if recipe else set()
+    float_convs = [n.name for n in convs if n.input[1] not in dequantized and n.name not in keep]
+    return [
+        StructuralCheck("int8 weights", not float_convs and bool(convs),
+                        f"{len(convs) - len(float_convs)}/{len(convs)} convs read int8 weights"
+                        + (f"; float: {', '.join(float_convs[:3])}" if float_convs else "")),
+        StructuralCheck("QDQ activations", any(n.op_type == "QuantizeLinear" for n in model.graph.node),
+                        "QuantizeLinear present"),
+    ]

@@ -1,0 +1,140 @@
+"""The recipe applied to ONNX: static QDQ quantization with ``onnxruntime.quantization``.
+
+The float32 graph is pre-processed (``quant_pre_process``: symbolic shapes, basic fusions),
+calibrated on the recipe's patches and rewritten as QuantizeLinear/DequantizeLinear pairs
+around int8 weights (``quantize_static``, QDQ format). ONNX Runtime fuses those pairs into
+integer kernels (QLinearConv, QLinearAdd) when it loads the graph.
+
+The int8 reference for the parity gate is the same QDQ graph run with every graph
+optimization off: each Q/DQ pair is then executed literally in float, which is what the
+quantized model *means*; the optimized session is what an app runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..runtimes import INPUT_NAME, OUTPUT_NAME, require
+from ..runtimes.quiet import captured_output
+from .calibration import CalibrationSet
+from .recipe import Recipe
+
+_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
+
+
+def float_nodes(model, recipe: Recipe) -> dict[str, str]:
+    """ONNX node name -> reason, for the nodes whose weights belong to a float module of the recipe."""
+    out: dict[str, str] = {}
+    initializers = {i.name for i in model.graph.initializer}
+    for node in model.graph.node:
+        for name in node.input:
+            if name in initializers and name.endswith(".weight"):
+                reason = recipe.keeps_float(name.removesuffix(".weight"))
+                if reason:
+                    out[node.name] = reason
+    return out
+
+
+#: Memory the calibration may hold at once: onnxruntime keeps every intermediate tensor of a
+#: chunk of patches (64 patches of 48 px at once took 5.5 GB), so patches go in chunks.
+CALIBRATION_BYTES = 1.5e9
+
+
+def quantize_onnx(float_model: Path, out: Path, recipe: Recipe, calibration: CalibrationSet) -> dict[str, Any]:
+    """Write the int8 QDQ form of ``float_model`` (dynamic H/W) to ``out``; returns details for the manifest."""
+    onnx = require("onnx", "export", "int8 ONNX")
+    quantization = require("onnxruntime.quantization", "export", "int8 ONNX")
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source = onnx.load(str(float_model))
+    with tempfile.TemporaryDirectory(prefix="carn-int8-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        with captured_output():
+            quant_pre_process(str(float_model), str(pre), skip_symbolic_shape=False)
+        prepared = onnx.load(str(pre))
+        excluded = float_nodes(prepared, recipe)
+        reader = _Reader(calibration)
+        with captured_output():
+            quantization.quantize_static(
+                str(pre), str(out), reader,
+                quant_format=quantization.QuantFormat.QDQ,
+                per_channel=recipe.per_channel,
+                activation_type=getattr(quantization.QuantType, _TYPES[recipe.activation_type]),
+                weight_type=getattr(quantization.QuantType, _TYPES[recipe.weight_type]),
+                calibrate_method=getattr(quantization.CalibrationMethod, recipe.method),
+                nodes_to_exclude=list(excluded),
+                extra_options={"CalibPercentile": recipe.percentile, "CalibTensorRangeSymmetric": False,
+                               "CalibStridedMinMax": _chunk(calibration, len(prepared.graph.node))},
+            )  # fmt: skip
+    model = onnx.load(str(out))
+    model.doc_string = source.doc_string  # quantize_static keeps neither the description nor the metadata
+    del model.metadata_props[:]
+    for prop in source.metadata_props:
+        model.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(out))
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    return {"float_nodes": excluded, "quantized_convs": len(convs) - len(excluded), "float_convs": len(excluded),
+            "ops": dict(sorted(counts.items()))}
+
+
+def qdq_reference(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The int8 reference: the QDQ graph at ``path`` executed literally (no graph optimization).
+
+    The session is made at the first call, after parity has loaded the artifact in its runner
+    (a corrupt file is then a failed check, not a crash here).
+    """
+    ort = require("onnxruntime", "export", "the int8 reference")
+    sessions: list = []
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        if not sessions:
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        (sr,) = sessions[0].run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(lr, dtype=np.float32)})
+        return np.asarray(sr, dtype=np.float32)
+
+    return run
+
+
+def _chunk(calibration: CalibrationSet, nodes: int) -> int:
+    """Patches per calibration chunk: a divisor of their count (onnxruntime's requirement) whose
+    intermediate tensors (about 64 float channels per node) fit :data:`CALIBRATION_BYTES`."""
+    count = len(calibration.patches)
+    per_patch = nodes * 64 * 4 * calibration.patches[0].shape[2] * calibration.patches[0].shape[3]
+    most = max(1, int(CALIBRATION_BYTES // per_patch))
+    return max(d for d in range(1, count + 1) if count % d == 0 and d <= most)
+
+
+class _Reader:
+    """``CalibrationDataReader`` over a calibration set, in chunks (duck-typed: ``get_next``,
+    ``rewind``, ``set_range`` and ``len`` as onnxruntime's strided calibration calls them)."""
+
+    def __init__(self, calibration: CalibrationSet) -> None:
+        self.patches = calibration.patches
+        self.index, self.end = 0, len(self.patches)
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.index, self.end = start_index, min(end_index, len(self.patches))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.index >= self.end:
+            return None
+        self.index += 1
+        return {INPUT_NAME: self.patches[self.index - 1]}
+
+    def rewind(self) -> None:
+        self.index, self.end = 0, len(self.patches)

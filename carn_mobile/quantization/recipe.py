@@ -1,0 +1,103 @@
+"""The int8 quantization recipe: one definition that every int8 target applies.
+
+What is quantized, what stays in float and how activation ranges are calibrated, decided
+by measurement on CARN-M x4 (Set5 task-PSNR drop against float32, onnxruntime QDQ, 32 T91
+calibration patches, latency at 1280x720 output on one 2-core AVX-512-VNNI machine):
+
+=====================================  ==========  ==========
+variant                                Set5 drop   latency
+=====================================  ==========  ==========
+every conv int8, MinMax                0.096 dB    344 ms
+every conv int8, Percentile 99.999     0.066 dB    354 ms
+  + mean shift in float                0.075 dB    353 ms
+  + entry conv in float                0.079 dB    357 ms
+  + exit conv in float                 0.059 dB    447 ms
+  + mean, entry, upsampler, exit float 0.055 dB    402 ms
+every conv int8, Entropy               0.096 dB    356 ms
+float32 (reference)                    --          520 ms
+=====================================  ==========  ==========
+
+So the default quantizes every convolution, the usual suspects included: keeping any of
+them in float buys at most 0.01 dB and costs up to a quarter of the int8 speed-up (the float
+islands need their own dequantize/quantize and layout reorders). ``float_modules`` remains
+for a target whose int8 kernels reject a layer; each entry carries its reason into the
+manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Rewrites that are exact in float but not in int8, measured (CARN-M x4, T91+BSD200 patches).
+SKIPPED_REWRITES = {
+    "cascade-as-sum": "exact in float, but in int8 every partial sum is rounded again: task PSNR drop Set5 "
+                      "0.077 -> 0.036 dB, Set14 0.041 -> 0.026, test image 0.105 -> 0.034 without it",
+}
+
+#: Exact rewrites that speed up int8 kernels (measurements in carn_mobile.export.rewrites).
+INT8_REWRITES = ("pad-exit", "dense-groups")
+
+#: Calibration methods a recipe may name (onnxruntime's ``CalibrationMethod`` members).
+CALIBRATION_METHODS = ("MinMax", "Percentile", "Entropy")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a float32 CARN becomes int8, independent of the target's file format."""
+
+    #: Activation range estimator; see the module docstring for the measurement.
+    method: str = "Percentile"
+    #: Percentile kept by the ``Percentile`` method (onnxruntime's default).
+    percentile: float = 99.999
+    #: Weights: one scale per output channel (groups and all), symmetric int8.
+    per_channel: bool = True
+    weight_type: str = "int8"
+    #: Activations: asymmetric uint8 (post-ReLU tensors use the whole range; int8 activations
+    #: ran 1.8x slower in onnxruntime on x86, whose u8 x s8 dot products VNNI accelerates).
+    activation_type: str = "uint8"
+    #: Module names (as in the PyTorch model, e.g. ``net.exit``) kept in float, with the reason.
+    float_modules: dict[str, str] = field(default_factory=dict)
+    #: Default graph rewrites (``carn_mobile.export.rewrites``) an int8 export leaves out, with the reason.
+    skip_rewrites: dict[str, str] = field(default_factory=lambda: dict(SKIPPED_REWRITES))
+    #: Rewrites an int8 export adds to the defaults (exact; they pay in int8 kernels only).
+    add_rewrites: tuple[str, ...] = INT8_REWRITES
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(f"unknown calibration method {self.method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {self.percentile}")
+
+    def rewrites(self, defaults: tuple[str, ...]) -> tuple[str, ...]:
+        """The rewrite names an int8 export applies, given the float defaults."""
+        return tuple(r for r in defaults if r not in self.skip_rewrites) + tuple(
+            r for r in self.add_rewrites if r not in defaults)
+
+    def keeps_float(self, module_name: str) -> str | None:
+        """The reason ``module_name`` (or a module containing it) stays in float, else ``None``."""
+        for prefix, reason in self.float_modules.items():
+            if module_name == prefix or module_name.startswith(prefix + "."):
+                return reason
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "percentile": self.percentile if self.method == "Percentile" else None,
+                "per_channel": self.per_channel, "weight_type": self.weight_type,
+                "activation_type": self.activation_type, "float_modules": dict(self.float_modules),
+                "skip_rewrites": dict(self.skip_rewrites), "add_rewrites": list(self.add_rewrites)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Recipe:
+        """The recipe a manifest recorded (``ValueError`` when it is not one)."""
+        try:
+            return cls(method=data["method"], percentile=data.get("percentile") or cls.percentile,
+                       per_channel=bool(data["per_channel"]), weight_type=data["weight_type"],
+                       activation_type=data["activation_type"], float_modules=dict(data.get("float_modules", {})),
+                       skip_rewrites=dict(data.get("skip_rewrites", {})),
+                       add_rewrites=tuple(data.get("add_rewrites", ())))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"the manifest's quantization recipe is incomplete ({exc})") from None
+
+
+DEFAULT_RECIPE = Recipe()
