@@ -103,3 +103,21 @@ def test_missing_runtime_is_reported_as_skipped(monkeypatch, tmp_path):
 def test_bad_arguments(argv, message, capsys):
     assert _run([*argv, "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_precisions_give_a_row_each_and_skip_what_a_backend_lacks(monkeypatch):
+    monkeypatch.setattr(suite, "_skip_reason", lambda b: None)
+    report = suite.run_benchmark(
+        suite.BenchSettings(hr=(24, 16), models=["carn-m"], scales=[4], backends=["torch"], threads=1, runs=1,
+                            warmup=0, precisions=["fp32", "int8"])  # fmt: skip
+    )
+    fp32, int8 = report["rows"]
+    assert fp32["status"] == "ok" and fp32["precision"] == "fp32"
+    assert int8["status"] == "skipped" and "fp32 only, not int8" in int8["reason"]
+    assert report["settings"]["precisions"] == ["fp32", "int8"]
+    assert "int8_instructions" in report["machine"]
+    from carn_mobile.bench.report import markdown
+
+    text = markdown(report)
+    assert "| precision |" in text and "int8 dot-product instructions" in text
+    assert suite._precision_skip("onnxruntime", "int8") is None

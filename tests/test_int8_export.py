@@ -50,7 +50,7 @@ def test_int8_onnx_is_qdq_small_and_gated_on_fidelity_and_quality(int8_onnx) -> 
     # Fidelity is measured against the int8 model itself (its QDQ graph run literally).
     parity = m["parity"]
     assert parity["status"] == "passed" and parity["reference"] == "quantized"
-    assert parity["tolerance"] == {"max_abs": 0.1, "min_psnr_db": 45.0}
+    assert parity["tolerance"] == {"max_abs": 0.1, "min_psnr_db": 40.0}
     # Quality: the drop against float32 is measured and bounded.
     quality = parity["quality"]
     assert quality["passed"] and quality["limits"]["max_task_psnr_drop_db"] == 0.1
@@ -156,7 +156,7 @@ def test_int8_rewrites_follow_the_recipe_and_stay_exact() -> None:
     from carn_mobile.quantization import Recipe
 
     chosen = Recipe().rewrites(DEFAULT_REWRITES)
-    assert "cascade-as-sum" not in chosen and {"pad-exit", "dense-groups"} <= set(chosen)
+    assert "cascade-as-sum" not in chosen and "pad-exit" in chosen and "dense-groups" not in chosen
     import torch
 
     for scale in (2, 3, 4):

@@ -76,15 +76,21 @@ def plot_quality_vs_cost(points: Sequence[dict], path: Path, title: str) -> None
     plt.close(fig)
 
 
+#: Bar hatching per precision (fp32 solid), so precisions of one backend stay apart in print.
+PRECISION_HATCH = {"fp32": None, "fp16": "..", "int8": "xx"}
+
+
 def plot_latency(rows: Sequence[dict], path: Path, title: str) -> None:
     """Grouped bars: median latency (with p90 whiskers) per (model, scale) and backend."""
     plt = _pyplot()
     ok = [r for r in rows if r.get("status") == "ok"]
     groups = list(dict.fromkeys(f"{r['model']} x{r['scale']}" for r in ok))
     graphs = {r.get("graph", "plain") for r in ok}
+    precisions = {r.get("precision", "fp32") for r in ok}
 
-    def series_of(r: dict) -> str:  # one bar series per backend, and per graph when both were run
-        return r["backend"] + (f" ({r.get('graph', 'plain')})" if len(graphs) > 1 else "")
+    def series_of(r: dict) -> str:  # one bar series per backend, and per graph / precision when several ran
+        return (r["backend"] + (f" ({r.get('graph', 'plain')})" if len(graphs) > 1 else "")
+                + (f" {r.get('precision', 'fp32')}" if len(precisions) > 1 else ""))
 
     backends = list(dict.fromkeys(series_of(r) for r in ok))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) * max(1, len(graphs))), 4.5))
@@ -99,11 +105,15 @@ def plot_latency(rows: Sequence[dict], path: Path, title: str) -> None:
                 xs.append(g + (i - (len(backends) - 1) / 2) * width)
                 meds.append(lat["median"])
                 errs.append(max(0.0, lat["p90"] - lat["median"]))
-        # One colour per backend; its plain-graph bars hatched beside the optimized ones.
-        base = backend.rsplit(" (", 1)[0]
-        color = colors[list(dict.fromkeys(b.rsplit(" (", 1)[0] for b in backends)).index(base) % len(colors)]
+        # One colour per backend; its plain-graph bars hatched beside the optimized ones, and its
+        # lower precisions dotted beside fp32.
+        base = backend.split(" ", 1)[0]
+        color = colors[list(dict.fromkeys(b.split(" ", 1)[0] for b in backends)).index(base) % len(colors)]
+        plain = "(plain)" in backend
+        precision = backend.rsplit(" ", 1)[-1] if len(precisions) > 1 else "fp32"
+        hatch = "//" if plain else PRECISION_HATCH.get(precision, "--")
         ax.bar(xs, meds, width, yerr=[[0] * len(errs), errs], label=backend, capsize=2, color=color,
-               hatch="//" if backend.endswith("(plain)") else None, alpha=0.55 if backend.endswith("(plain)") else 1)
+               hatch=hatch, alpha=0.55 if plain or precision != "fp32" else 1)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel("latency, median (ms); whisker to p90")
     ax.set_title(title)

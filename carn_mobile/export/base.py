@@ -152,10 +152,16 @@ class Target(ABC):
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
         """Write the artifact for ``module`` (float32, eval mode, ``request.rewrites`` applied) to ``out``."""
 
-    def quantized_reference(self, path: Path, request: ExportRequest) -> Callable[[np.ndarray], np.ndarray]:
+    #: Whether :meth:`quantized_reference` recomputes the quantized model (``carn-parity`` then
+    #: needs the calibration data the manifest records).
+    reference_needs_calibration: ClassVar[bool] = False
+
+    def quantized_reference(self, path: Path, request: ExportRequest,
+                            module: SuperResolver) -> Callable[[np.ndarray], np.ndarray]:
         """The int8 gate's reference for a quantized artifact: its own quantized model computed
-        literally (e.g. a QDQ graph without fusion), NCHW float32 in and out. A target that
-        lists a quantized precision implements it."""
+        literally (a QDQ graph without fusion, a fake-quantized graph), NCHW float32 in and out;
+        ``module`` is the float module that was exported. A target that lists a quantized
+        precision implements it."""
         raise NotImplementedError(f"the {self.name} target has no quantized reference")
 
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:

@@ -235,7 +235,7 @@ def run_export(
         report = check_parity(
             tmp_artifact,
             job.target.name,
-            gate_reference(job.target, tmp_artifact, request, module),
+            gate_reference(job.target, tmp_artifact, request, module, exported),
             request.precision,
             cases,
             image_io=request.image_io,

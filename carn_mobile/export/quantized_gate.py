@@ -17,10 +17,12 @@ from .base import ExportRequest, Target
 from .wrapper import SuperResolver
 
 
-def gate_reference(target: Target, path: Path, request: ExportRequest, module: SuperResolver) -> Reference:
-    """What parity compares ``path`` with: ``module`` (float32), or the quantized reference."""
+def gate_reference(target: Target, path: Path, request: ExportRequest, module: SuperResolver,
+                   exported: SuperResolver) -> Reference:
+    """What parity compares ``path`` with: ``module`` (float32, as trained), or for a quantized
+    precision the quantized reference of ``exported`` (the module the target converted)."""
     if request.precision_row.quantized:
-        return target.quantized_reference(path, request)
+        return target.quantized_reference(path, request, exported)
     return module
 
 

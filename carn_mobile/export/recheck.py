@@ -8,7 +8,7 @@ from pathlib import Path
 from ..fileio import sha256_file
 from ..parity import DEFAULT_POLICY, ParityPolicy, ParityReport, StructuralCheck, check_parity, parity_inputs
 from ..precision import get_precision
-from ..quantization import Quantization, Recipe
+from ..quantization import CalibrationSource, Quantization, Recipe
 from ..runtimes import ShapeSpec
 from ..weights import WeightsRef, load_model, resolve_recorded, resolve_weights
 from .base import ExportRequest
@@ -62,7 +62,14 @@ def recheck_artifact(
         recorded = manifest.get("quantization", {}).get("recipe")
         if recorded is None:
             raise ValueError(f"{path.name}'s manifest has no quantization recipe; export it again")
-        quantization = Quantization(Recipe.from_json(recorded))
+        calibration = CalibrationSource()
+        if target.reference_needs_calibration:  # the reference is quantized again: same patches needed
+            record = manifest["quantization"].get("calibration", {})
+            calibration = CalibrationSource.from_record(record)
+            if calibration.for_scale(scale).sha256 != record.get("sha256"):
+                raise ValueError(f"the calibration patches for {path.name} differ from the export's (sha256); "
+                                 "re-check with the same calibration images")
+        quantization = Quantization(Recipe.from_json(recorded), calibration)
     request = ExportRequest(
         model=model_name,
         scale=scale,
@@ -92,7 +99,7 @@ def recheck_artifact(
         return [sha, *companions, *target.structural_check(path, request, exported)]
 
     cases = parity_inputs(scale, request.shape, parity_images)
-    report = check_parity(path, target.name, gate_reference(target, path, request, module), request.precision,
+    report = check_parity(path, target.name, gate_reference(target, path, request, module, exported), request.precision,
                           cases, image_io=request.image_io, structural=structural, policy=policy)
     quality = check_quality(target, path, request, module, cases, policy) if report.passed else None
     return RecheckResult(path, manifest, source, report, quality)

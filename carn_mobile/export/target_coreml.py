@@ -55,6 +55,7 @@ class CoreMLTarget(Target):
     requires = ("coremltools",)
     precisions = ("fp16", "fp32")
     default_precision = "fp16"
+    precision_note = "Core ML W8A8 is not done yet; use --target onnx or executorch for int8 (docs/int8.md)"
     supports_image_io = True
 
     def check_available(self) -> None:

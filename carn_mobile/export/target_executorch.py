@@ -8,8 +8,11 @@ targets; the planned size is recorded in the manifest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
+import numpy as np
 import torch
 
 from ..runtimes import INPUT_NAME, require, version_of
@@ -29,16 +32,23 @@ class ExecuTorchTarget(Target):
     description = "ExecuTorch program with the XNNPACK delegate (Android/iOS), dynamic H/W"
     extra = "executorch"
     requires = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch.runtime")
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
     default_max_side = 256
+    #: The int8 reference is recomputed from the recipe and the calibration patches.
+    reference_needs_calibration: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self._references: dict[str, torch.fx.GraphModule] = {}  # artifact path -> converted int8 graph
 
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
-        graph_module = graph_for_precision(module, request.precision)
-        dynamic = None
-        if request.shape.kind != "fixed":
-            lo, hi = request.shape.bounds
-            dynamic = {INPUT_NAME: {2: torch.export.Dim("height", min=max(lo, 2), max=hi),
-                                    3: torch.export.Dim("width", min=max(lo, 2), max=hi)}}
+        dynamic = _dynamic_shapes(request)
+        quantized: dict = {}
+        if request.precision_row.quantized:
+            converted, quantized = self._quantize(module, request)
+            self._references[str(out)] = converted
+            graph_module = converted
+        else:
+            graph_module = graph_for_precision(module, request.precision)
         with captured_output():
             exir = require("executorch.exir", self.extra, "the executorch target")
             xnnpack = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", self.extra,
@@ -55,16 +65,65 @@ class ExecuTorchTarget(Target):
         out.write_bytes(program.buffer)
         planned = int(sum(program.executorch_program.execution_plan[0].non_const_buffer_sizes))
         notes = [f"planned activation memory {planned / 2**20:.0f} MiB (allocated when an app loads the program)"]
+        if quantized:
+            notes.append(f"int8 PT2E: {quantized['quantized_convs']}/{quantized['convs']} convs quantized, "
+                         f"{delegated['ops_delegated']}/{delegated['ops']} ops in {delegated['partitions']} XNNPACK "
+                         "partitions")
         return ExportOutcome(
             notes=notes,
-            details={"delegate": "XnnpackBackend", "delegated_partitions": delegated,
-                     "planned_memory_bytes": planned, "constant_methods": {"scale": request.scale}},
+            details={"delegate": "XnnpackBackend", "delegated_partitions": delegated["partitions"],
+                     "delegated_ops": delegated, "planned_memory_bytes": planned,
+                     "constant_methods": {"scale": request.scale}, **({"int8": quantized} if quantized else {})},
         )
 
+    def _quantize(self, module: SuperResolver, request: ExportRequest):
+        """Quantize on a dynamic-size graph, whatever the request's shape: the calibration patches
+        then go in at their own size (activation ranges are per tensor, not per pixel), and a
+        fixed-size program is exported from the converted graph afterwards. Mirroring 48-pixel
+        patches out to a 640x360 input made calibration take minutes."""
+        from ..quantization.pt2e import quantize_pt2e
+
+        assert request.quantization is not None, "a quantized request carries its recipe"
+        calibration = request.quantization.calibration.for_scale(request.scale)
+        side = max(request.shape.bounds[1], calibration.patches[0].shape[-1], 64)
+        dims = {INPUT_NAME: {2: torch.export.Dim("height", min=2, max=side),
+                             3: torch.export.Dim("width", min=2, max=side)}}
+        example = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+        return quantize_pt2e(module, example, dims, calibration)
+
+    def quantized_reference(self, path: Path, request: ExportRequest,
+                            module: SuperResolver) -> Callable[[np.ndarray], np.ndarray]:
+        from ..quantization.pt2e import reference_function
+
+        converted = self._references.pop(str(path), None)
+        if converted is None:  # carn-parity: quantize again, deterministic for the recorded calibration
+            converted, _ = self._quantize(module, request)
+        return reference_function(converted)
+
     def versions(self) -> dict[str, str | None]:
-        return {"executorch": version_of("executorch")}
+        return {"executorch": version_of("executorch"), "torchao": version_of("torchao")}
 
 
-def _count_delegate_calls(edge) -> int:
-    graph = edge.exported_program().graph_module.graph
-    return sum(1 for n in graph.nodes if n.op == "call_function" and "executorch_call_delegate" in str(n.target))
+def _dynamic_shapes(request: ExportRequest) -> dict | None:
+    if request.shape.kind == "fixed":
+        return None
+    lo, hi = request.shape.bounds
+    return {INPUT_NAME: {2: torch.export.Dim("height", min=max(lo, 2), max=hi),
+                         3: torch.export.Dim("width", min=max(lo, 2), max=hi)}}
+
+
+def _count_delegate_calls(edge) -> dict[str, int]:
+    """XNNPACK partitions, and how many of the program's compute ops run inside them."""
+    program = edge.exported_program()
+    calls = [n for n in program.graph_module.graph.nodes if n.op == "call_function"]
+    partitions = [n for n in calls if "executorch_call_delegate" in str(n.target)]
+    outside = [n for n in calls if n not in partitions and "getitem" not in str(n.target)
+               and "sym_size" not in str(n.target) and not str(n.target).startswith("<built-in")]
+    inside = 0
+    for node in partitions:
+        lowered = getattr(program.graph_module, node.args[0].target, None)
+        original = getattr(lowered, "original_module", None)
+        if original is not None:
+            inside += sum(1 for n in original.graph.nodes if n.op == "call_function"
+                          and "getitem" not in str(n.target))
+    return {"partitions": len(partitions), "ops_delegated": inside, "ops": inside + len(outside)}

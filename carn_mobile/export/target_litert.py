@@ -78,7 +78,7 @@ class LiteRTTarget(Target):
     extra = "litert"
     requires = ("litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer")
     precisions = ("fp32", "fp16")
-    precision_note = "int8 waits for the int8 recipe"
+    precision_note = "int8 is not done for LiteRT yet; use --target onnx or executorch (docs/int8.md)"
 
     def __init__(self, layout: str = "NCHW") -> None:
         self.layout = layout

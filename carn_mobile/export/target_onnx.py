@@ -84,7 +84,8 @@ class OnnxTarget(Target):
         ops = sorted({n.op_type for n in model.graph.node})
         return ExportOutcome(notes=notes, details={"opset": OPSET, "ops": ops, "nodes": len(model.graph.node)})
 
-    def quantized_reference(self, path: Path, request: ExportRequest) -> Callable[[np.ndarray], np.ndarray]:
+    def quantized_reference(self, path: Path, request: ExportRequest,
+                            module: SuperResolver) -> Callable[[np.ndarray], np.ndarray]:
         from ..quantization.onnx_qdq import qdq_reference
 
         return qdq_reference(path)

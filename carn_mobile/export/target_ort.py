@@ -79,7 +79,7 @@ class OrtMobileTarget(Target):
     description = "ONNX Runtime Mobile (.ort, fixed optimizations) + required_operators.config, DCR DepthToSpace"
     requires = ("onnx", "onnxscript", "onnxsim", "onnxruntime", "onnxruntime.tools.convert_onnx_models_to_ort")
     precisions = ("fp32", "fp16")
-    precision_note = "int8 waits for the int8 recipe"
+    precision_note = "int8 is not done for the .ort format yet; use --target onnx (docs/int8.md)"
     companions = (CONFIG_SUFFIX,)
 
     def __init__(self, depth_to_space: str = "dcr") -> None:

@@ -37,7 +37,7 @@ class WebTarget(Target):
     precisions = ("fp32",)
     precision_note = (
         "fp16 is not offered yet: it was not measured in ONNX Runtime Web's WebAssembly backend, which every "
-        "device has; int8 comes with the int8 work"
+        "device has; int8 is not done for the web yet (docs/int8.md)"
     )
     bundled = True
     member_suffix = ".onnx"

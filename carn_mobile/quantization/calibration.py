@@ -77,6 +77,17 @@ class CalibrationSource:
             object.__setattr__(self, "folder", Path(self.folder))
             self.image_files()  # fail now, before any export starts
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> CalibrationSource:
+        """The source a manifest's calibration record describes (:meth:`CalibrationSet.to_json`)."""
+        try:
+            folder = None if record["source"] == BUILT_IN else Path(record["source"])
+            return cls(folder, int(record["patches"]), int(record["patch_lr"][0]), int(record["seed"]))
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            if isinstance(exc, CalibrationError):
+                raise
+            raise ValueError(f"the manifest's calibration record is incomplete ({exc})") from None
+
     def describe(self) -> str:
         return BUILT_IN if self.folder is None else str(self.folder)
 

@@ -36,7 +36,9 @@ SKIPPED_REWRITES = {
 }
 
 #: Exact rewrites that speed up int8 kernels (measurements in carn_mobile.export.rewrites).
-INT8_REWRITES = ("pad-exit", "dense-groups")
+#: ``dense-groups`` is not among them: onnxruntime's int8 CARN-M x4 gained 12 % with it (377 ->
+#: 334 ms), but XNNPACK's lost 40 % (150 -> 210 ms) and the files grew by 40 % (zero blocks).
+INT8_REWRITES = ("pad-exit",)
 
 #: Calibration methods a recipe may name (onnxruntime's ``CalibrationMethod`` members).
 CALIBRATION_METHODS = ("MinMax", "Percentile", "Entropy")
@@ -56,6 +58,9 @@ class Recipe:
     #: Activations: asymmetric uint8 (post-ReLU tensors use the whole range; int8 activations
     #: ran 1.8x slower in onnxruntime on x86, whose u8 x s8 dot products VNNI accelerates).
     activation_type: str = "uint8"
+    #: The exit conv's output (the picture, clamped to [0, 1] by the graph) on the 8-bit image
+    #: grid (scale 1/255) instead of a calibrated range; see ``onnx_qdq.output_grid_tensors``.
+    output_grid: bool = True
     #: Module names (as in the PyTorch model, e.g. ``net.exit``) kept in float, with the reason.
     float_modules: dict[str, str] = field(default_factory=dict)
     #: Default graph rewrites (``carn_mobile.export.rewrites``) an int8 export leaves out, with the reason.
@@ -83,7 +88,7 @@ class Recipe:
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "percentile": self.percentile if self.method == "Percentile" else None,
-                "per_channel": self.per_channel, "weight_type": self.weight_type,
+                "per_channel": self.per_channel, "weight_type": self.weight_type, "output_grid": self.output_grid,
                 "activation_type": self.activation_type, "float_modules": dict(self.float_modules),
                 "skip_rewrites": dict(self.skip_rewrites), "add_rewrites": list(self.add_rewrites)}
 
@@ -93,6 +98,7 @@ class Recipe:
         try:
             return cls(method=data["method"], percentile=data.get("percentile") or cls.percentile,
                        per_channel=bool(data["per_channel"]), weight_type=data["weight_type"],
+                       output_grid=bool(data.get("output_grid", False)),
                        activation_type=data["activation_type"], float_modules=dict(data.get("float_modules", {})),
                        skip_rewrites=dict(data.get("skip_rewrites", {})),
                        add_rewrites=tuple(data.get("add_rewrites", ())))
