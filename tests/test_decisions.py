@@ -282,3 +282,14 @@ def test_gpu_data_packing_is_lossless_and_refuses_an_empty_source(tmp_path: Path
     Image.fromarray(pixels).save(src / "a.png")
     assert tool["main"](["--shared", str(tmp_path / "shared"), "--out", str(tmp_path / "out")]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "train" / "T91" / "a.webp").convert("RGB")), pixels)
+
+
+def test_every_subpackage_is_listed_for_the_wheel() -> None:
+    """The README installs a wheel (not editable): a package missing from pyproject's list is
+    absent from every install, though the checkout's tests would pass."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "carn_mobile").rglob("__init__.py")}
+    assert found - {"carn_mobile.__pycache__"} <= listed, sorted(found - listed)

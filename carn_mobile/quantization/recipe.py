@@ -2,7 +2,9 @@
 
 What is quantized, what stays in float and how activation ranges are calibrated, decided
 by measurement on CARN-M x4 (Set5 task-PSNR drop against float32, onnxruntime QDQ, 32 T91
-calibration patches, latency at 1280x720 output on one 2-core AVX-512-VNNI machine):
+calibration patches, latency at 1280x720 output on one 2-core AVX-512-VNNI machine; this table
+was taken with the float32 default rewrites, before ``cascade-as-sum`` was left out and the
+output grid added, which lowered every drop further: 0.031 dB with the final recipe):
 
 =====================================  ==========  ==========
 variant                                Set5 drop   latency
@@ -55,8 +57,8 @@ class Recipe:
     #: Weights: one scale per output channel (groups and all), symmetric int8.
     per_channel: bool = True
     weight_type: str = "int8"
-    #: Activations: asymmetric uint8 (post-ReLU tensors use the whole range; int8 activations
-    #: ran 1.8x slower in onnxruntime on x86, whose u8 x s8 dot products VNNI accelerates).
+    #: Activations (onnxruntime): asymmetric uint8, so post-ReLU tensors use the whole range;
+    #: int8 activations ran 1.8x slower there on a VNNI Xeon (measured when the issue was filed).
     activation_type: str = "uint8"
     #: The exit conv's output (the picture, clamped to [0, 1] by the graph) on the 8-bit image
     #: grid (scale 1/255) instead of a calibrated range; see ``onnx_qdq.output_grid_tensors``.
