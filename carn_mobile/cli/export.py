@@ -28,7 +28,7 @@ from ..export import (
 )
 from ..models import list_models
 from ..parity import ParityPolicy
-from ..precision import list_precisions
+from ..precision import get_precision, list_precisions
 from ..quantization import CALIBRATION_METHODS, CalibrationSource, Recipe
 from ..quantization.calibration import DEFAULT_COUNT
 from ..runtimes import SHAPE_HELP, parse_shape
@@ -120,7 +120,7 @@ def quantization_options(args: argparse.Namespace) -> dict:
     if args.max_psnr_drop is not None:
         if not args.max_psnr_drop >= 0:
             raise ValueError(f"--max-psnr-drop must be a non-negative number of dB, got {args.max_psnr_drop}")
-        if args.precision != "int8":
+        if args.precision is None or not get_precision(args.precision).quantized:
             raise ValueError("--max-psnr-drop applies to --precision int8 only")
         options["policy"] = ParityPolicy(max_psnr_drop_db=args.max_psnr_drop)
     return options

@@ -49,6 +49,18 @@ class ExportRequest:
             return min(max(lo, 32), hi), min(max(lo, 48), hi)  # unequal sides: no H/W confusion
         return self.shape.sizes[0]
 
+    def export_dims(self) -> dict | None:
+        """``torch.export`` dims for H and W of the input, or ``None`` for a fixed-size export."""
+        from ..runtimes import INPUT_NAME
+
+        if self.shape.kind == "fixed":
+            return None
+        lo, hi = self.shape.bounds
+        # torch.export specialises sizes 0 and 1, so the symbolic range starts at 2.
+        height = torch.export.Dim("height", min=max(lo, 2), max=hi)
+        width = torch.export.Dim("width", min=max(lo, 2), max=hi)
+        return {INPUT_NAME: {2: height, 3: width}}
+
     def example_input(self) -> torch.Tensor:
         """An NCHW input of :meth:`example_size`, used to trace the module."""
         h, w = self.example_size()

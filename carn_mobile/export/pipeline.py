@@ -143,8 +143,6 @@ def plan_exports(
     if quantization is not None and rewrites is None:  # the recipe's defaults; rewrites named by the user stay
         chosen_rewrites = parse_rewrites(list(quantization.recipe.rewrites(chosen_rewrites)))
     target_options = dict(target_options or {})
-    if precision is not None:
-        get_precision(precision)
     scales = parse_scales(list(scales), available=model_scales)
     wants_all = any(t.lower() == "all" for t in targets)
     names = list_targets() if wants_all else list(dict.fromkeys(t.lower() for t in targets))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..parity import ParityCase, ParityPolicy, Reference, pick_runner
+from ..quantization.quality import QualityReport, measure_quality, quality_sets
 from ..runtimes import RunnerUnavailable
 from .base import ExportRequest, Target
 from .wrapper import SuperResolver
@@ -27,10 +28,8 @@ def gate_reference(target: Target, path: Path, request: ExportRequest, module: S
 
 
 def check_quality(target: Target, path: Path, request: ExportRequest, module: SuperResolver,
-                  cases: Sequence[ParityCase], policy: ParityPolicy):
+                  cases: Sequence[ParityCase], policy: ParityPolicy) -> QualityReport | None:
     """The quality report of a quantized artifact (``None`` for float precisions)."""
-    from ..quantization.quality import measure_quality, quality_sets
-
     if not request.precision_row.quantized:
         return None
     runner, why_not = pick_runner(target.name)

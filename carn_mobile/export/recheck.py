@@ -9,6 +9,7 @@ from ..fileio import sha256_file
 from ..parity import DEFAULT_POLICY, ParityPolicy, ParityReport, StructuralCheck, check_parity, parity_inputs
 from ..precision import get_precision
 from ..quantization import CalibrationSource, Quantization, Recipe
+from ..quantization.quality import QualityReport
 from ..runtimes import ShapeSpec
 from ..weights import WeightsRef, load_model, resolve_recorded, resolve_weights
 from .base import ExportRequest
@@ -28,7 +29,7 @@ class RecheckResult:
     weights: WeightsRef
     report: ParityReport
     #: The int8 quality gate measured again (``None`` for float precisions).
-    quality: object | None = None
+    quality: QualityReport | None = None
 
     @property
     def passed(self) -> bool:

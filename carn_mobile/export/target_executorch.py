@@ -9,13 +9,14 @@ targets; the planned size is recorded in the manifest.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..runtimes import INPUT_NAME, require, version_of
+from ..runtimes import ShapeSpec, require, version_of
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
 from .registry import register_target
@@ -41,7 +42,7 @@ class ExecuTorchTarget(Target):
         self._references: dict[str, torch.fx.GraphModule] = {}  # artifact path -> converted int8 graph
 
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
-        dynamic = _dynamic_shapes(request)
+        dynamic = request.export_dims()
         quantized: dict = {}
         if request.precision_row.quantized:
             converted, quantized = self._quantize(module, request)
@@ -86,10 +87,8 @@ class ExecuTorchTarget(Target):
         assert request.quantization is not None, "a quantized request carries its recipe"
         calibration = request.quantization.calibration.for_scale(request.scale)
         side = max(request.shape.bounds[1], calibration.patches[0].shape[-1], 64)
-        dims = {INPUT_NAME: {2: torch.export.Dim("height", min=2, max=side),
-                             3: torch.export.Dim("width", min=2, max=side)}}
-        example = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
-        return quantize_pt2e(module, example, dims, calibration)
+        calibrated = replace(request, shape=ShapeSpec(min_side=2, max_side=side))
+        return quantize_pt2e(module, calibrated.example_input(), calibrated.export_dims(), calibration)
 
     def quantized_reference(self, path: Path, request: ExportRequest,
                             module: SuperResolver) -> Callable[[np.ndarray], np.ndarray]:
@@ -102,14 +101,6 @@ class ExecuTorchTarget(Target):
 
     def versions(self) -> dict[str, str | None]:
         return {"executorch": version_of("executorch"), "torchao": version_of("torchao")}
-
-
-def _dynamic_shapes(request: ExportRequest) -> dict | None:
-    if request.shape.kind == "fixed":
-        return None
-    lo, hi = request.shape.bounds
-    return {INPUT_NAME: {2: torch.export.Dim("height", min=max(lo, 2), max=hi),
-                         3: torch.export.Dim("width", min=max(lo, 2), max=hi)}}
 
 
 def _count_delegate_calls(edge) -> dict[str, int]:

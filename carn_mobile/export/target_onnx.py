@@ -20,17 +20,6 @@ from .wrapper import SuperResolver, graph_for_precision
 OPSET = 18
 
 
-def dynamic_dims(request: ExportRequest) -> dict | None:
-    """``torch.export`` dims for H and W, or ``None`` for a fixed-size export."""
-    if request.shape.kind == "fixed":
-        return None
-    lo, hi = request.shape.bounds
-    # torch.export specialises sizes 0 and 1, so the symbolic range starts at 2.
-    height = torch.export.Dim("height", min=max(lo, 2), max=hi)
-    width = torch.export.Dim("width", min=max(lo, 2), max=hi)
-    return {INPUT_NAME: {2: height, 3: width}}
-
-
 def onnx_model(graph_module: torch.nn.Module, request: ExportRequest, translations: dict | None = None):
     """``(ModelProto, notes)``: ``graph_module`` exported (opset 18), simplified, checked, with metadata.
 
@@ -47,7 +36,7 @@ def onnx_model(graph_module: torch.nn.Module, request: ExportRequest, translatio
             output_names=[OUTPUT_NAME],
             opset_version=OPSET,
             dynamo=True,
-            dynamic_shapes=dynamic_dims(request),
+            dynamic_shapes=request.export_dims(),
             custom_translation_table=translations,
             optimize=True,
         )

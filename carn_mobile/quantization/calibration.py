@@ -82,14 +82,10 @@ class CalibrationSource:
         """The source a manifest's calibration record describes (:meth:`CalibrationSet.to_json`)."""
         try:
             folder = None if record["source"] == BUILT_IN else Path(record["source"])
-            return cls(folder, int(record["patches"]), int(record["patch_lr"][0]), int(record["seed"]))
+            count, patch, seed = int(record["patches"]), int(record["patch_lr"][0]), int(record["seed"])
         except (KeyError, TypeError, IndexError, ValueError) as exc:
-            if isinstance(exc, CalibrationError):
-                raise
             raise ValueError(f"the manifest's calibration record is incomplete ({exc})") from None
-
-    def describe(self) -> str:
-        return BUILT_IN if self.folder is None else str(self.folder)
+        return cls(folder, count, patch, seed)  # a folder gone since the export: CalibrationError
 
     def image_files(self) -> list[Path]:
         """The folder's images, sorted; :class:`CalibrationError` when there are none."""
@@ -143,17 +139,21 @@ def _size(path: Path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding it."""
     from PIL import Image
 
-    try:
+    def header() -> tuple[int, int]:
         with Image.open(path) as im:
             return im.size
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(f"calibration image {path} cannot be read ({type(exc).__name__}); "
-                               "remove it or pick another folder") from None
+
+    return _readable(path, header)
 
 
 def _read(path: Path) -> np.ndarray:
+    return _readable(path, lambda: load_rgb(path))
+
+
+def _readable(path: Path, read):
+    """``read()``, or a :class:`CalibrationError` naming ``path`` when the file is no image."""
     try:
-        return load_rgb(path)
+        return read()
     except (OSError, ValueError) as exc:
         raise CalibrationError(f"calibration image {path} cannot be read ({type(exc).__name__}); "
                                "remove it or pick another folder") from None

@@ -35,7 +35,7 @@ def unshare_parameters(graph_module: torch.fx.GraphModule) -> int:
     for node in list(graph_module.graph.nodes):
         if node.op != "get_attr" or len(node.users) < 2:
             continue
-        value = graph_module.get_parameter(node.target) if _is_parameter(graph_module, node.target) else None
+        value = _parameter(graph_module, node.target)
         if value is None:
             continue
         for user in list(node.users)[1:]:
@@ -50,12 +50,12 @@ def unshare_parameters(graph_module: torch.fx.GraphModule) -> int:
     return copies
 
 
-def _is_parameter(graph_module: torch.nn.Module, target: str) -> bool:
+def _parameter(graph_module: torch.nn.Module, target: str) -> torch.nn.Parameter | None:
+    """The parameter ``target`` names, or ``None`` for a buffer or constant."""
     try:
-        graph_module.get_parameter(target)
-        return True
+        return graph_module.get_parameter(target)
     except AttributeError:
-        return False
+        return None
 
 
 def quantize_pt2e(module: torch.nn.Module, example: torch.Tensor, dynamic_shapes: dict | None,
