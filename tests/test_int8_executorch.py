@@ -66,3 +66,17 @@ def test_carn_parity_quantizes_again_and_agrees(int8_pte) -> None:
     with quick_parity_settings():
         result = recheck_artifact(int8_pte.artifact)
     assert result.passed and result.report.runner == "executorch"
+
+
+def test_carn_parity_refuses_other_calibration_patches_than_the_exports(int8_pte, tmp_path) -> None:
+    import json
+
+    from carn_mobile.export import manifest_path
+
+    copy = tmp_path / int8_pte.artifact.name
+    copy.write_bytes(int8_pte.artifact.read_bytes())
+    manifest = json.loads(manifest_path(int8_pte.artifact).read_text())
+    manifest["quantization"]["calibration"]["sha256"] = "0" * 64
+    manifest_path(copy).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="calibration patches for .* differ from the export's"):
+        recheck_artifact(copy)
