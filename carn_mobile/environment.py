@@ -4,13 +4,12 @@ targets this platform can export and run.
 The tested ranges are the ones declared in ``pyproject.toml`` (each end run with the test suite,
 see docs/platforms.md); this module reads them from the installed package's metadata, or from
 the checkout's ``pyproject.toml`` when carn-mobile runs from a source tree, so they are decided
-in one place. Platform facts that no package metadata states (coremltools' Linux aarch64 wheel
-has no native libraries) live here too.
+in one place. Platform facts that no package metadata states are each target's own
+(``Target.platform_limits``, ``Target.check_available``); this module asks the targets.
 """
 
 from __future__ import annotations
 
-import importlib
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, requires
@@ -28,47 +27,6 @@ DISTRIBUTION = "carn-mobile"
 def describe_platform() -> str:
     """``"Linux aarch64, Python 3.11.7"``: the facts that decide which wheels and features apply."""
     return f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
-
-
-#: Targets whose converter has no wheel for a platform (target, platform.machine()) -> why and
-#: what to do instead. Checked when the converter is missing, so the message is the platform's
-#: story, not "install the extra" (which the platform cannot do).
-PLATFORM_LIMITS: dict[tuple[str, str], str] = {
-    ("litert", "aarch64"): (
-        "the litert target needs litert-torch, whose ai-edge-litert 2.3 has no Linux aarch64 wheel (the litert "
-        "extra installs only the 2.2 interpreter here); export LiteRT on x86-64 (carn-parity runs those .tflite "
-        "files here)"
-    ),
-}
-
-
-def platform_limit(target: str) -> str | None:
-    """Why ``target`` cannot be exported on this platform whatever is installed, or ``None``."""
-    return PLATFORM_LIMITS.get((target, platform.machine().lower()))
-
-
-def coreml_writer_missing() -> str | None:
-    """Why coremltools cannot write ``.mlpackage`` files here, or ``None`` when it can.
-
-    Converting to an ML program needs coremltools' native BlobWriter (weights file) and model
-    package libraries; its wheels for Linux aarch64 ship without them, and conversion then
-    fails deep inside with ``RuntimeError: BlobWriter not loaded``. Probed directly, so a future
-    wheel that has them is picked up.
-    """
-    missing = []
-    libraries = (("coremltools.libmilstoragepython", "BlobWriter"), ("coremltools.libmodelpackage", "ModelPackage"))
-    for module, what in libraries:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(what)
-    if not missing:
-        return None
-    return (
-        f"coremltools on {platform.system()} {platform.machine()} has no native {' or '.join(missing)} library, so it "
-        "cannot write Core ML packages; export Core ML on macOS or Linux x86-64 (carn-parity verifies the "
-        ".mlpackage here), or choose another target"
-    )
 
 
 @dataclass(frozen=True)
@@ -148,8 +106,7 @@ class Capability:
 
 def capabilities() -> list[Capability]:
     """Per export target: can it be written here, and which runner checks it here."""
-    from .export.registry import get_target, list_targets
-    from .parity import available_runners  # parity's own choice of runner, so the two never disagree
+    from .export.targets import get_target, list_targets, usable_runners  # the gate's own rule
     from .runtimes import MissingDependencyError
 
     rows = []
@@ -160,7 +117,7 @@ def capabilities() -> list[Capability]:
             export = None
         except MissingDependencyError as exc:
             export = str(exc)
-        usable, why_not = available_runners(name)
+        usable, why_not = usable_runners(target)
         chosen = usable[0].name if usable else None
         rows.append(Capability(name, export, chosen, why_not if chosen != target.runners[0] else None))
     return rows

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +15,56 @@ from pathlib import Path
 
 class OutputExistsError(FileExistsError):
     """Raised when an output already exists and overwriting was not asked for."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while an output was written; the message names the folder and the file."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        super().__init__(errno.ENOSPC, f"no space left on device in {folder} while writing {name}; nothing was "
+                                       "written: free some space there or choose another output folder")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+#: Staging folders are named ``.<output name>.carn-<pid>-<random>.tmp``: the pid of the process
+#: writing it, so a later run can tell a dead run's leftovers (``kill -9``) from live work.
+_STAGING = re.compile(r"^\.(?P<name>.+)\.carn-(?P<pid>\d+)-[^.]+\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def stale_staging(folder: str | os.PathLike) -> list[Path]:
+    """Staging folders in ``folder`` that a dead carn-mobile process left: named by
+    :func:`atomic_output` for a pid no longer running, holding nothing but that one output."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    stale = []
+    for entry in root.iterdir():
+        match = _STAGING.match(entry.name)
+        if not match or not entry.is_dir() or entry.is_symlink() or _alive(int(match["pid"])):
+            continue
+        if {p.name for p in entry.iterdir()} <= {match["name"]}:
+            stale.append(entry)
+    return sorted(stale)
+
+
+def remove_stale_staging(folder: str | os.PathLike) -> list[Path]:
+    """Remove :func:`stale_staging` leftovers in ``folder``; returns what was removed."""
+    removed = stale_staging(folder)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def check_writable(path: Path, force: bool) -> None:
@@ -26,12 +78,14 @@ def atomic_output(path: str | os.PathLike, force: bool = False, directory: bool 
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
     On any exception the temporary file or folder is removed, so a failed write leaves
-    nothing behind and an existing output is untouched.
+    nothing behind and an existing output is untouched. A full disk raises :class:`DiskFullError`
+    naming the folder and the file. A process killed outright leaves its staging folder, which
+    :func:`remove_stale_staging` recognises later.
     """
     final = Path(path)
     check_writable(final, force)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.carn-{os.getpid()}-", suffix=".tmp", dir=final.parent))
     target = tmp / final.name
     try:
         if directory:
@@ -44,6 +98,12 @@ def atomic_output(path: str | os.PathLike, force: bool = False, directory: bool 
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(target, final)
+    except OSError as exc:
+        if isinstance(exc, DiskFullError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # The file that was being written: the one the error names inside the staging folder, else ours.
+        name = Path(exc.filename).name if isinstance(exc.filename, str) and str(tmp) in exc.filename else final.name
+        raise DiskFullError(final.parent, name) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,16 +1,20 @@
-"""Numeric parity: does an exported artifact compute what the PyTorch model computes?
+"""Numeric parity, the pure numerics: inputs, comparison against a reference, the report.
 
-The reference is the float32 per-scale PyTorch module. Inputs are real LR images (Set5 when
-available, centre-cropped to keep it quick), the built-in procedural test image and random
-inputs of odd, non-square sizes, all inside the artifact's accepted shapes. Each output is
-compared with the reference on [0, 1] RGB: max abs error and PSNR = 10 log10(1 / MSE).
+The reference is the float32 per-scale PyTorch module for float precisions, and for a quantized
+precision the artifact's own quantized model computed literally (its target's
+``quantized_reference``). Inputs are real LR images (Set5 when available, centre-cropped to
+keep it quick), the built-in procedural test image and random inputs of odd, non-square sizes,
+all inside the artifact's accepted shapes. Each output is compared with the reference on [0, 1]
+RGB: max abs error and PSNR = 10 log10(1 / MSE).
 
 Tolerances come from the precision table (:mod:`carn_mobile.precision`): float32 artifacts
 max abs error <= 1e-4 on every input; float16 artifacts (and 8-bit image outputs) PSNR >= 50 dB
 against the float32 reference and max abs error <= 2e-2 on every input.
 
-When no runner can execute the artifact here (Core ML off macOS), the target's structural
-checks decide and the report says ``structural-only`` with the reason; no number is made up.
+Which runtime runs the artifact, the structural checks and the quality gate of quantized
+precisions belong to the gate (:mod:`carn_mobile.export.gate`); when no runner can execute an
+artifact here (Core ML off macOS), its structural checks decide and the report says
+``structural-only`` with the reason; no number is made up.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 from torch import nn
 
 from .precision import Tolerance, get_precision, parity_tolerance
-from .runtimes import Runner, RunnerUnavailable, ShapeSpec
+from .runtimes import ShapeSpec
 from .testimage import natural_test_image
 
 #: Real images are centre-cropped to at most this many LR pixels per side.
@@ -60,9 +64,10 @@ class ParityPolicy:
         limits = {"min_float_psnr_db": row.min_float_psnr_db, "max_task_psnr_drop_db": drop}
         return {k: v for k, v in limits.items() if v is not None}
 
-    def limits(self, precision: str, quantized_output: bool = False) -> dict[str, float]:
-        """The limits that apply: ``max_abs`` always, ``min_psnr_db`` for lossy artifacts."""
-        return parity_tolerance(precision, quantized_output, self.overrides.get(precision)).to_json()
+    def limits(self, precision: str, eight_bit_output: bool = False) -> dict[str, float]:
+        """The limits that apply: ``max_abs`` always, ``min_psnr_db`` for lossy artifacts and for an
+        8-bit image output (which rounds to 1/255 whatever the precision)."""
+        return parity_tolerance(precision, eight_bit_output, self.overrides.get(precision)).to_json()
 
 
 DEFAULT_POLICY = ParityPolicy()
@@ -320,117 +325,32 @@ def within(limits: dict[str, float], max_abs: float, psnr_db: float | None) -> b
     return True
 
 
-def available_runners(target: str) -> tuple[list[Runner], str | None]:
-    """The runners able to run ``target`` here, best first, and why the others cannot.
+def run_cases(run: Callable[[np.ndarray], np.ndarray], reference: Reference, cases: Sequence[ParityCase],
+              limits: dict[str, float], image_io: bool = False) -> list[CaseResult]:
+    """Run ``run`` (a loaded artifact) and ``reference`` on every case and compare them under ``limits``.
 
-    The target lists its runners best first (``Target.runners``); parity runs the first and
-    falls back to the next when one turns out unable to load an artifact.
+    ``image_io``: the artifact takes an 8-bit image, so every input is first rounded to its levels.
+    A case whose run raises, or returns another shape, fails with the reason.
     """
-    from .export.registry import runners_for_target  # the target decides; imported late (export imports us)
-
-    try:
-        runners = runners_for_target(target)
-    except ValueError:
-        runners = []
-    if not runners:
-        return [], f"no runner is registered for target {target!r}"
-    usable, reasons = [], []
-    for runner in runners:
-        reason = runner.unavailable_reason()
-        if reason is None:
-            usable.append(runner)
-        else:
-            reasons.append(reason)
-    return usable, "; ".join(reasons) or None
-
-
-def pick_runner(target: str) -> tuple[Runner | None, str | None]:
-    """The best runner able to run ``target`` here, or ``(None, why none can)``."""
-    usable, why_not = available_runners(target)
-    return (usable[0], None) if usable else (None, why_not)
-
-
-def check_parity(
-    artifact: str | Path,
-    target: str,
-    reference: Reference,
-    precision: str,
-    cases: Sequence[ParityCase],
-    *,
-    image_io: bool = False,
-    structural: Callable[[], list[StructuralCheck]] | None = None,
-    policy: ParityPolicy = DEFAULT_POLICY,
-    runner: Runner | None = None,
-) -> ParityReport:
-    """Run ``artifact`` on ``cases`` in its runtime and compare with ``reference``.
-
-    ``structural`` (the target's structure checks) runs first when given. Without a usable
-    runner the structural checks alone decide (status ``structural-only``); with neither, a
-    ``RunnerUnavailable`` error is raised, since nothing could be checked.
-    """
-    limits = policy.limits(precision, quantized_output=image_io)
-    checks = structural() if structural is not None else []
-    inputs = describe_inputs(cases)
-    if runner is None:
-        usable, why_not = available_runners(target)
-        if not usable:
-            if not checks:
-                raise RunnerUnavailable(f"cannot check {Path(artifact).name}: {why_not}")
-            status = STRUCTURAL_ONLY if all(c.ok for c in checks) else FAILED
-            return ParityReport(status, None, limits, checks=checks, reason=why_not, inputs="none run")
-        runner, *fallbacks = usable
-    else:
-        fallbacks = []
-    skipped: str | None = None
-    while True:
-        try:
-            run = runner.load(artifact)
-            break
-        except RunnerUnavailable as exc:  # e.g. a site that cannot be served offline: the next runner
-            if not fallbacks:
-                raise
-            skipped = f"{runner.name}: {_one_line(exc)}"
-            runner = fallbacks.pop(0)
-        except ImportError:
-            raise
-        except Exception as exc:  # a corrupt artifact fails to load: that is a parity failure
-            report = ParityReport(FAILED, runner.name, limits, checks=checks, runner_versions=runner.versions(),
-                                  inputs=inputs)
-            report.reason = f"{runner.name} cannot load {Path(artifact).name}: {_one_line(exc)}"
-            return report
-    report = ParityReport(PASSED, runner.name, limits, checks=checks, runner_versions=runner.versions(),
-                          inputs=inputs)
-    if skipped is not None:
-        report.reason = f"ran in {runner.name}; {skipped}"
-    try:
-        _run_cases(report, run, reference, cases, limits, image_io)
-    finally:
-        close = getattr(run, "close", None)
-        if close is not None:
-            close()
-    if not all(c.passed for c in report.cases) or not all(c.ok for c in checks):
-        report.status = FAILED
-    return report
-
-
-def _run_cases(report: ParityReport, run: Callable[[np.ndarray], np.ndarray], reference: Reference,
-               cases: Sequence[ParityCase], limits: dict[str, float], image_io: bool) -> None:
+    results = []
     for case in cases:
         lr = quantize_to_uint8_levels(case.lr) if image_io else case.lr
         expected = reference_output(reference, lr)
         try:
             out = run(lr)
         except Exception as exc:
-            report.cases.append(CaseResult(case.name, list(case.size), None, None, False, _one_line(exc)))
+            results.append(CaseResult(case.name, list(case.size), None, None, False, one_line(exc)))
             continue
         if out.shape != expected.shape:
             error = f"output shape {tuple(out.shape)}, expected {tuple(expected.shape)}"
-            report.cases.append(CaseResult(case.name, list(case.size), None, None, False, error))
+            results.append(CaseResult(case.name, list(case.size), None, None, False, error))
             continue
         max_abs, psnr = compare(out, expected)
-        report.cases.append(CaseResult(case.name, list(case.size), max_abs, psnr, within(limits, max_abs, psnr)))
+        results.append(CaseResult(case.name, list(case.size), max_abs, psnr, within(limits, max_abs, psnr)))
+    return results
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"``: an exception as one line of a report."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

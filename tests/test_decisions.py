@@ -147,6 +147,58 @@ def test_bench_and_upscale_backends_derive_from_the_targets() -> None:
     assert all(get_target(t).backend == b for b, t in backends.items())
 
 
+def test_per_format_decisions_are_declared_by_the_targets() -> None:
+    from carn_mobile.bench.profile import profiled_backends
+    from carn_mobile.cli import export as export_cli
+    from carn_mobile.export import get_target, list_targets
+
+    # The CLI's per-target groups are the targets' own declared options, and nothing else.
+    parser = export_cli.build_parser()
+    groups = {g.title: {a.dest for a in g._group_actions} for g in parser._action_groups}
+    declared = {f"{t} target": {o.dest for o in get_target(t).options} for t in list_targets() if get_target(t).options}
+    assert {k: v for k, v in groups.items() if k.endswith(" target")} == declared
+    assert declared["litert target"] == {"layout"} and declared["web target"] == {"ort_web", "ort_web_url"}
+    assert profiled_backends() == {"onnxruntime": "onnx", "executorch": "executorch"}
+    assert "aarch64" in get_target("litert").platform_limits
+    quantizing = {t: get_target(t).quantizer.name for t in list_targets() if get_target(t).quantizer}
+    assert quantizing == {"onnx": "onnxruntime-qdq", "executorch": "pt2e-xnnpack"}
+    assert all(get_target(t).quantizer for t in list_targets()
+               if any(get_precision(p).quantized for p in get_target(t).precisions))
+
+
+@pytest.mark.parametrize("module", ["carn_mobile.parity", "carn_mobile.environment", "carn_mobile.export.base"])
+def test_modules_import_first_without_a_cycle_and_parity_stays_numerics(module: str) -> None:
+    import subprocess
+    import sys
+
+    code = (f"import sys, {module}; "
+            "loaded = sorted(m for m in sys.modules if m.startswith('carn_mobile.export')); "
+            f"assert {module!r} != 'carn_mobile.parity' or not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_the_request_round_trips_through_its_manifest(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from carn_mobile.export import ExportRequest, plan_exports
+    from carn_mobile.quantization import CalibrationSource
+    from carn_mobile.runtimes import parse_shape
+
+    shipped = resolve_weights("carn-m")
+    for target, precision, shape in (("onnx", "int8", "dynamic:8-64"), ("executorch", "int8", "24x32"),
+                                     ("onnx", "fp16", "enumerated:24x32,32x48"), ("torchscript-lite", "fp32", "24x32")):
+        calibration = CalibrationSource(count=8, patch=8) if precision == "int8" else None
+        (job,), _ = plan_exports(shipped, (2, 3, 4), [target], [3], precision=precision, shape=parse_shape(shape),
+                                 out_dir=tmp_path, calibration=calibration)
+        back = ExportRequest.from_manifest(job.request.to_manifest(), job.target)
+        expected = replace(job.request, metadata={})  # metadata is embedded in the artifact instead
+        if back.quantization is not None and not job.target.reference_needs_calibration:
+            # Only a target that quantizes again for its reference reads the calibration source back.
+            expected = replace(expected, quantization=replace(expected.quantization,
+                                                              calibration=back.quantization.calibration))
+        assert back == expected, target
+
+
 def test_artifact_backend_tiles_within_the_artifacts_largest_side(tmp_path: Path, monkeypatch) -> None:
     """ExecuTorch plans memory for a maximum side; the upscaler keeps every call inside it."""
     from carn_mobile.upscaling import Upscaler

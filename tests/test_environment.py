@@ -19,6 +19,7 @@ from carn_mobile.cli import export as export_cli
 from carn_mobile.cli import info as info_cli
 from carn_mobile.environment import PackageStatus, capabilities, package_statuses
 from carn_mobile.export import plan_exports
+from carn_mobile.export.target_coreml import coreml_writer_missing
 from carn_mobile.runtimes import UnsupportedPlatformError
 from carn_mobile.weights import resolve_weights
 
@@ -93,7 +94,7 @@ def test_coreml_without_its_native_writer_fails_in_one_line_and_all_skips_it(tmp
     # What coremltools' Linux aarch64 wheel is: the Python package without its native libraries.
     hide_modules(monkeypatch, "coremltools.libmilstoragepython")
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
-    assert "no native BlobWriter" in (environment.coreml_writer_missing() or "")
+    assert "no native BlobWriter" in (coreml_writer_missing() or "")
     assert _exit_code(export_cli.main, "--target", "coreml", "--scale", "2", "--out", str(tmp_path / "o")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -112,7 +113,7 @@ def test_the_coreml_writer_probe_passes_where_the_libraries_load() -> None:
         importlib.import_module("coremltools.libmodelpackage")
     except ImportError:
         pytest.skip("this coremltools has no native libraries (not an x86-64 / macOS wheel)")
-    assert environment.coreml_writer_missing() is None
+    assert coreml_writer_missing() is None
 
 
 def test_litert_on_aarch64_says_why_not_install_the_extra(tmp_path, monkeypatch, capsys) -> None:

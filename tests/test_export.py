@@ -365,6 +365,40 @@ def test_failed_parity_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest
     assert not out.exists() or list(out.iterdir()) == []
 
 
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_artifact(tmp_path: Path, monkeypatch, capsys) -> None:
+    import errno
+
+    from carn_mobile.export import get_target
+
+    target = type(get_target("torchscript-lite"))
+
+    def full_disk(self, module, request, out):
+        out.write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(target, "export", full_disk)
+    out = tmp_path / "out"
+    assert cli(export_cli.main, "--target", "torchscript-lite", "--scale", "4", "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "Errno" not in err
+    assert f"no space left on device in {out} while writing carn-m_x4_fp32.ptl" in " ".join(err.split())
+    assert list(out.iterdir()) == []
+
+
+def test_a_later_export_removes_what_a_killed_one_left(tmp_path: Path, capsys) -> None:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    out = tmp_path / "out"
+    leftover = out / f".carn-m_x4_fp32.ptl.carn-{proc.pid}-q1w2.tmp"  # as kill -9 leaves it
+    (leftover / "carn-m_x4_fp32.ptl").mkdir(parents=True)
+    assert cli(export_cli.main, "--target", "torchscript-lite", "--scale", "4", "--shape", "24x32",
+               "--out", str(out)) == 0
+    assert not leftover.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["carn-m_x4_fp32_24x32.ptl", "carn-m_x4_fp32_24x32.ptl.json"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -67,3 +67,51 @@ def test_sha256_of_files_and_folders(tmp_path):
     before = sha256_file(tmp_path / "d")
     (tmp_path / "d" / "x").write_bytes(b"abd")
     assert sha256_file(tmp_path / "d") != before
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_runs_staging_folder_is_recognised_and_removed(tmp_path):
+    from carn_mobile.fileio import remove_stale_staging, stale_staging
+
+    dead = tmp_path / f".carn-m_x2_fp16.mlpackage.carn-{_dead_pid()}-k3j2.tmp"
+    (dead / "carn-m_x2_fp16.mlpackage").mkdir(parents=True)
+    (dead / "carn-m_x2_fp16.mlpackage" / "Manifest.json").write_text("{}")
+    live = tmp_path / f".carn-m_x2_fp16.mlpackage.json.carn-{os.getpid()}-a1.tmp"  # this process: still at work
+    live.mkdir()
+    foreign = tmp_path / ".notes.txt.x9.tmp"  # not named by carn-mobile: not ours to remove
+    foreign.mkdir()
+    crowded = tmp_path / f".a.onnx.carn-{_dead_pid()}-zz.tmp"  # holds more than its one output: keep
+    (crowded / "other").mkdir(parents=True)
+    assert stale_staging(tmp_path) == [dead]
+    assert remove_stale_staging(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, foreign.name, crowded.name])
+
+
+def test_staging_names_carry_the_writing_process(tmp_path):
+    target = tmp_path / "out.txt"
+    with atomic_output(target) as tmp:
+        assert tmp.parent.name.startswith(f".out.txt.carn-{os.getpid()}-") and tmp.parent.name.endswith(".tmp")
+        tmp.write_text("x")
+
+
+def test_a_full_disk_names_the_folder_and_the_file_and_leaves_nothing(tmp_path):
+    import errno
+
+    from carn_mobile.fileio import DiskFullError
+
+    target = tmp_path / "out" / "model.onnx"
+    with pytest.raises(DiskFullError) as raised:
+        with atomic_output(target) as tmp:
+            tmp.write_text("partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    message = str(raised.value)
+    assert message.startswith(f"no space left on device in {target.parent} while writing model.onnx")
+    assert "Errno" not in message and raised.value.errno == errno.ENOSPC
+    assert list(target.parent.iterdir()) == []

@@ -11,8 +11,8 @@ pytest.importorskip("executorch.runtime")
 pytest.importorskip("torchao.quantization.pt2e.quantize_pt2e")
 
 from carn_mobile.export import export_model, recheck_artifact  # noqa: E402
-from carn_mobile.quantization import CalibrationSource  # noqa: E402
-from carn_mobile.quantization.pt2e import quantize_pt2e, unshare_parameters  # noqa: E402
+from carn_mobile.quantization import CalibrationSource, Recipe  # noqa: E402
+from carn_mobile.quantization.pt2e import PT2E_QUANTIZER, quantize_pt2e, unshare_parameters  # noqa: E402
 from carn_mobile.runtimes import parse_shape  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def test_shared_parameters_get_one_copy_per_use_and_then_all_quantize() -> None:
     with torch.no_grad():
         assert torch.equal(graph(x), module(x))  # copies: the same function
     calibration = CalibrationSource(count=8, patch=8).for_scale(2)
-    converted, details = quantize_pt2e(module, x, None, calibration)
+    converted, details = quantize_pt2e(module, x, None, calibration, PT2E_QUANTIZER.resolve(Recipe()))
     assert details["convs"] == details["quantized_convs"] == 2 and details["unshared_parameter_copies"] == 2
 
 
@@ -60,6 +60,11 @@ def test_int8_pte_loads_runs_and_is_delegated_to_xnnpack(int8_pte) -> None:
     ops = details["delegated_ops"]
     assert ops["ops_delegated"] >= 0.95 * ops["ops"] and ops["partitions"] >= 1
     assert m["parity"]["quality"]["passed"]
+    # The manifest records the recipe XNNPACK's quantizer applied, not onnxruntime's defaults.
+    q = m["quantization"]
+    assert q["quantizer"] == "pt2e-xnnpack" and q["recipe"]["method"] == "Histogram"
+    assert q["recipe"]["activation_type"] == "int8" and q["recipe"]["output_grid"] is False
+    assert details["int8"]["observers"]["activations"].startswith("HistogramObserver")
 
 
 def test_carn_parity_quantizes_again_and_agrees(int8_pte) -> None:

@@ -59,6 +59,7 @@ def test_int8_onnx_is_qdq_small_and_gated_on_fidelity_and_quality(int8_onnx) -> 
     # The recipe and the calibration set travel with the artifact.
     q = m["quantization"]
     assert q["recipe"]["method"] == "Percentile" and q["recipe"]["per_channel"]
+    assert q["quantizer"] == "onnxruntime-qdq" and q["recipe"]["percentile"] == 99.999
     assert q["calibration"]["source"] == "built-in procedural images" and q["calibration"]["patches"] == 16
     assert len(q["calibration"]["sha256"]) == 64
     assert "cascade-as-sum" not in m["export"]["rewrites"] and "pad-exit" in m["export"]["rewrites"]
@@ -141,8 +142,8 @@ def test_the_cli_exits_1_when_int8_misses_the_psnr_bound(tmp_path: Path, monkeyp
     (["--target", "torchscript-lite", "--precision", "int8"], "torchscript-lite supports fp32 only, not int8"),
     (["--target", "onnx", "--precision", "int8", "--calibration", "/nonexistent/train"], "does not exist"),
     (["--target", "onnx", "--precision", "int8", "--calibration-images", "2"], "too few; use at least 8"),
-    (["--target", "onnx", "--calibration", "/tmp"], "apply to --precision int8 only"),
-    (["--target", "onnx", "--max-psnr-drop", "0.1"], "--max-psnr-drop applies to --precision int8 only"),
+    (["--target", "onnx", "--calibration", "/tmp"], "apply to a quantized --precision only (int8)"),
+    (["--target", "onnx", "--max-psnr-drop", "0.1"], "--max-psnr-drop applies to a quantized --precision only (int8)"),
     (["--target", "onnx", "--precision", "int8", "--max-psnr-drop", "-1"], "non-negative"),
 ])
 def test_int8_usage_errors_exit_2_in_one_line(args, message, tmp_path: Path, capsys) -> None:

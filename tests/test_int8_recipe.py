@@ -9,6 +9,8 @@ from PIL import Image
 
 from carn_mobile.precision import get_precision
 from carn_mobile.quantization import CalibrationError, CalibrationSource, Quantization, Recipe
+from carn_mobile.quantization.onnx_qdq import QDQ_QUANTIZER
+from carn_mobile.quantization.pt2e import PT2E_QUANTIZER
 from carn_mobile.quantization.quality import QualityPair, fit_pair, measure_quality, quality_sets, y_psnr
 from carn_mobile.quantization.synthetic import calibration_image
 from carn_mobile.runtimes import parse_shape
@@ -17,15 +19,22 @@ from carn_mobile.runtimes import parse_shape
 
 
 def test_the_recipe_names_its_choices_and_round_trips_through_a_manifest() -> None:
-    recipe = Recipe(float_modules={"net.exit": "measured: rejected by a backend"})
+    recipe = QDQ_QUANTIZER.resolve(Recipe(float_modules={"net.exit": "measured: rejected by a backend"}))
     assert recipe.keeps_float("net.exit") and recipe.keeps_float("net.exit.conv")
     assert recipe.keeps_float("net.exits") is None and recipe.keeps_float("net.entry") is None
     assert Recipe.from_json(recipe.to_json()) == recipe
-    assert Recipe().method == "Percentile" and Recipe().per_channel and Recipe().activation_type == "uint8"
+    # Unset fields take the quantizer's measured defaults: onnxruntime's and XNNPACK's differ.
+    onnx = QDQ_QUANTIZER.resolve(Recipe())
+    assert onnx.method == "Percentile" and onnx.percentile == 99.999 and onnx.activation_type == "uint8"
+    pte = PT2E_QUANTIZER.resolve(Recipe())
+    assert pte.method == "Histogram" and pte.percentile is None and pte.activation_type == "int8"
+    assert onnx.per_channel and pte.per_channel and not pte.output_grid
     with pytest.raises(ValueError, match="unknown calibration method 'MSE'; use one of MinMax, Percentile, Entropy"):
         Recipe(method="MSE")
     with pytest.raises(ValueError, match="recipe is incomplete"):
         Recipe.from_json({"method": "MinMax"})
+    with pytest.raises(ValueError, match="recipe is incomplete"):
+        Recipe.from_json(Recipe().to_json())  # an unresolved recipe is not what any artifact applied
 
 
 def test_int8_is_a_quantized_row_of_the_precision_table() -> None:
@@ -105,7 +114,8 @@ def test_training_images_calibrate_deterministically(tmp_path) -> None:
     train = require_shared("data", "train")
     a = CalibrationSource(train, count=8).for_scale(4)
     assert a.images == 8 and a.sha256 == CalibrationSource(train, count=8).for_scale(4).sha256
-    assert Quantization(calibration=CalibrationSource(train, count=8)).to_json(4)["calibration"]["sha256"] == a.sha256
+    quantization = Quantization.for_quantizer(QDQ_QUANTIZER, calibration=CalibrationSource(train, count=8))
+    assert quantization.to_json(4)["calibration"]["sha256"] == a.sha256
 
 
 # --- quality ----------------------------------------------------------------------------------

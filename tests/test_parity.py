@@ -1,4 +1,5 @@
-"""Parity policy, inputs, comparison and report logic, with fake runners (no exports)."""
+"""Parity policy, inputs, comparison and report logic, and the gate's runner rule, with fake runners
+(no exports)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from carn_mobile import parity
+from carn_mobile.export import ExportRequest, Target, check_artifact, open_artifact
 from carn_mobile.parity import (
     DEFAULT_POLICY,
     FAILED,
@@ -18,7 +20,6 @@ from carn_mobile.parity import (
     STRUCTURAL_ONLY,
     ParityCase,
     StructuralCheck,
-    check_parity,
     compare,
     parity_inputs,
 )
@@ -38,11 +39,14 @@ class FakeRunner(Runner):
     target = "fake"
     suffix = ".fake"
 
-    def __init__(self, error: float = 0.0, fail_load: bool = False) -> None:
+    def __init__(self, error: float = 0.0, fail_load: bool = False, unavailable: bool = False) -> None:
         self.error = error
         self.fail_load = fail_load
+        self.unavailable = unavailable
 
     def load(self, path):
+        if self.unavailable:
+            raise RunnerUnavailable("cannot serve it here")
         if self.fail_load:
             raise RuntimeError("truncated file")
         ref = Halve()
@@ -56,7 +60,32 @@ class FakeRunner(Runner):
         return run
 
 
+class FakeTarget(Target):
+    """A target without registered runners: the tests hand the gate theirs."""
+
+    name = "fake"
+    suffix = ".fake"
+    runners = ()
+
+    def __init__(self, checks: list[StructuralCheck] | None = None) -> None:
+        self.checks = checks or []
+
+    def export(self, module, request, out):
+        raise NotImplementedError
+
+    def structural_check(self, path, request, module) -> list[StructuralCheck]:
+        return list(self.checks)
+
+
 CASES = [ParityCase("random", np.random.default_rng(0).random((1, 3, 9, 11), dtype=np.float32))]
+
+
+def gate(precision: str, cases=CASES, runners=None, checks=None):
+    """The gate's parity report for a fake artifact, against ``Halve`` as the float reference."""
+    request = ExportRequest("carn-m", 2, precision, ShapeSpec())
+    result = check_artifact(FakeTarget(checks), Path("x.fake"), request, Halve(), Halve(), cases, runners=runners)
+    assert result.quality is None  # a float precision has no quality gate
+    return result.report
 
 
 # --- policy and comparison ------------------------------------------------------------------
@@ -65,7 +94,7 @@ CASES = [ParityCase("random", np.random.default_rng(0).random((1, 3, 9, 11), dty
 def test_policy_limits() -> None:
     assert DEFAULT_POLICY.limits("fp32") == {"max_abs": 1e-4}
     assert DEFAULT_POLICY.limits("fp16") == {"max_abs": 2e-2, "min_psnr_db": 50.0}
-    assert DEFAULT_POLICY.limits("fp32", quantized_output=True)["min_psnr_db"] == 50.0
+    assert DEFAULT_POLICY.limits("fp32", eight_bit_output=True)["min_psnr_db"] == 50.0
 
 
 def test_compare_reports_max_abs_and_psnr() -> None:
@@ -131,47 +160,57 @@ def test_natural_test_image_is_deterministic_and_has_structure() -> None:
         natural_test_image(0, 5)
 
 
-# --- check_parity ---------------------------------------------------------------------------
+# --- the gate ---------------------------------------------------------------------------------
 
 
 def test_matching_runner_passes_and_reports_inf_psnr() -> None:
-    report = check_parity("x.fake", "fake", Halve(), "fp32", CASES, runner=FakeRunner())
+    report = gate("fp32", runners=[FakeRunner()])
     assert report.status == PASSED and report.max_abs == 0.0 and math.isinf(report.min_psnr_db)
     assert report.to_json()["min_psnr_db"] is None  # JSON has no infinity: null, never a made-up number
 
 
 def test_out_of_tolerance_runner_fails_with_numbers() -> None:
-    report = check_parity("x.fake", "fake", Halve(), "fp32", CASES, runner=FakeRunner(error=1e-3))
+    report = gate("fp32", runners=[FakeRunner(error=1e-3)])
     assert report.status == FAILED and report.max_abs == pytest.approx(1e-3, rel=1e-3)
     details = "\n".join(report.failure_details())
     assert "max abs 1.000e-03" in details and "limits: max_abs 0.0001" in details
 
 
 def test_fp16_policy_tolerates_small_errors_but_not_wild_pixels() -> None:
-    ok = check_parity("x.fake", "fake", Halve(), "fp16", CASES, runner=FakeRunner(error=1e-3))
+    ok = gate("fp16", runners=[FakeRunner(error=1e-3)])
     assert ok.status == PASSED
     big = [ParityCase("random", np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32))]
-    wild = check_parity("x.fake", "fake", Halve(), "fp16", big, runner=FakeRunner(error=0.1))
+    wild = gate("fp16", big, runners=[FakeRunner(error=0.1)])
     assert wild.status == FAILED and wild.min_psnr_db > 50  # the mean hides it, max abs catches it
 
 
 def test_unloadable_artifact_is_a_failure_not_a_crash() -> None:
-    report = check_parity("x.fake", "fake", Halve(), "fp32", CASES, runner=FakeRunner(fail_load=True))
-    assert report.status == FAILED and "truncated file" in report.reason
+    report = gate("fp32", runners=[FakeRunner(fail_load=True)])
+    assert report.status == FAILED and "truncated file" in report.reason and report.runner == "fake"
 
 
 def test_failed_structural_check_fails_even_with_perfect_numbers() -> None:
     bad = [StructuralCheck("sha256", False, "differs")]
-    report = check_parity("x.fake", "fake", Halve(), "fp32", CASES, runner=FakeRunner(), structural=lambda: bad)
+    report = gate("fp32", runners=[FakeRunner()], checks=bad)
     assert report.status == FAILED and "check sha256: differs" in report.failure_details()
 
 
 def test_without_runner_structural_checks_decide_and_say_so() -> None:
     ok = [StructuralCheck("loads", True)]
-    report = check_parity("x.nothing", "no-such-target", Halve(), "fp16", CASES, structural=lambda: ok)
+    report = gate("fp16", checks=ok)
     assert report.status == STRUCTURAL_ONLY and report.cases == [] and "no runner" in report.reason
     assert report.to_json()["status"] == "structural-only" and "max_abs" not in report.to_json()
     bad = [StructuralCheck("loads", False, "corrupt")]
-    assert check_parity("x", "no-such-target", Halve(), "fp16", CASES, structural=lambda: bad).status == FAILED
+    assert gate("fp16", checks=bad).status == FAILED
     with pytest.raises(RunnerUnavailable):
-        check_parity("x", "no-such-target", Halve(), "fp16", CASES)
+        gate("fp16")
+
+
+def test_one_runner_rule_takes_the_first_that_loads_and_says_which_were_skipped() -> None:
+    first, second = FakeRunner(unavailable=True), FakeRunner(error=1e-3)
+    opened = open_artifact("x.fake", FakeTarget(), [first, second])
+    assert opened.runner is second and "cannot serve it here" in opened.skipped[0]
+    report = gate("fp16", runners=[first, second])
+    assert report.status == PASSED and report.reason.startswith("ran in fake;")
+    with pytest.raises(RunnerUnavailable, match="cannot serve it here"):
+        open_artifact("x.fake", FakeTarget(), [first])

@@ -154,6 +154,28 @@ def test_carn_parity_rechecks_a_site_model(url_site: Path, monkeypatch: pytest.M
     assert "passed" in capsys.readouterr().out
 
 
+def test_carn_parity_rechecks_a_whole_bundle(url_site: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                             tmp_path: Path) -> None:
+    import shutil
+
+    no_browser(monkeypatch)
+    assert cli(parity_cli.main, str(url_site)) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    bundle = json.loads((url_site.parent / (url_site.name + ".json")).read_text())
+    assert f"files: {len(bundle['files'])}/{len(bundle['files'])} match the manifest" in out
+    assert "carn-m_x2_fp32.onnx" in out and "passed" in out
+    # A changed page file fails the bundle, named; every member is still re-checked.
+    copy = tmp_path / url_site.name
+    shutil.copytree(url_site, copy)
+    shutil.copy(url_site.parent / (url_site.name + ".json"), tmp_path)
+    page = copy / web_site.PAGE_FILES[0]
+    page.write_bytes(page.read_bytes() + b"\n")
+    assert cli(parity_cli.main, str(copy)) == 1
+    captured = capsys.readouterr()
+    assert f"{web_site.PAGE_FILES[0]}: sha256 differs" in " ".join(captured.err.split())
+    assert "passed" in captured.out  # the member itself still matches
+
+
 def test_existing_site_is_kept_without_force(url_site: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     no_browser(monkeypatch)
     before = sha256_file(url_site)

@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"arm64_check: no venv at {c.venv}; drop --no-install to make it", file=sys.stderr)
         return 2
     check_environment(c)
-    listed = c.python("from carn_mobile.export import list_targets; from carn_mobile.export.registry import "
+    listed = c.python("from carn_mobile.export import list_targets; from carn_mobile.export.targets import "
                       "artifact_backends; print(','.join(list_targets())); print(','.join(['torch', "
                       "*sorted(artifact_backends())]))").splitlines()  # fmt: skip
     # An empty list ("--targets ''") skips that step.

@@ -13,7 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-TARGET_BACKEND = {"onnx": "onnxruntime", "executorch": "executorch"}
+from carn_mobile.export import artifact_backends
+
+#: Target -> the bench backend that runs its artifacts, as the targets declare it.
+TARGET_BACKEND = {target: backend for backend, target in artifact_backends().items()}
 
 
 def bench_rows(bench: dict) -> dict[tuple[str, int, str], dict]:

@@ -25,8 +25,6 @@ from ..sizes import WxH
 from .ceiling import measure_ceiling
 from .machine import describe_machine
 
-#: Backends that can be profiled per operator.
-PROFILE_BACKENDS: tuple[str, ...] = ("onnxruntime", "executorch")
 #: Graphs profiled side by side: as trained, and with the export's exact rewrites.
 GRAPHS: tuple[str, ...] = ("plain", "optimized")
 
@@ -210,6 +208,24 @@ def _etdump_kinds(inspector, convs: Sequence[ConvCall]) -> dict[str, KindTime]:
     return out
 
 
+#: Per-layer profilers by the name a target declares (``Target.profiler``): (artifact, NCHW input,
+#: threads, runs, body channels, the model's conv calls) -> time per layer kind.
+PROFILERS: dict[str, Callable[..., dict[str, KindTime]]] = {
+    "onnxruntime": lambda path, x, threads, runs, channels, convs: profile_onnxruntime(path, x, threads, runs,
+                                                                                     channels),
+    "executorch": lambda path, x, threads, runs, channels, convs: profile_executorch(path, torch.from_numpy(x),
+                                                                                    runs, convs),
+}
+
+
+def profiled_backends() -> dict[str, str]:
+    """Backend name -> target, for every target that declares a profiler (in target order)."""
+    from ..export import get_target, list_targets
+
+    targets = [get_target(t) for t in list_targets()]
+    return {t.backend: t.name for t in targets if t.profiler and t.backend}
+
+
 @dataclass
 class ProfileSettings:
     """What to profile: the paper's 720p output, CARN-M, every scale, both graphs."""
@@ -217,7 +233,7 @@ class ProfileSettings:
     hr: WxH = WxH(1280, 720)
     models: Sequence[str] = ("carn-m",)
     scales: Sequence[int] = (2, 3, 4)
-    backends: Sequence[str] = PROFILE_BACKENDS
+    backends: Sequence[str] = field(default_factory=lambda: tuple(profiled_backends()))
     graphs: Sequence[str] = GRAPHS
     threads: int = 2
     runs: int = 3
@@ -226,7 +242,7 @@ class ProfileSettings:
 
 def run_profile(settings: ProfileSettings, progress: Callable[[str], None] | None = None) -> dict:
     """Profile every (model, scale, backend, graph); returns the report (see docs/benchmark.md)."""
-    from ..export import export_model, optimized_module, per_scale_module
+    from ..export import export_model, get_target, optimized_module, per_scale_module
     from ..runtimes import parse_shape
     from .suite import each_model, graph_rewrites, lr_size
 
@@ -250,17 +266,14 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] | Non
                     macs = _macs_by_kind(convs)
                     for backend in settings.backends:
                         say(f"{name} x{scale} {backend} {graph}: exporting")
-                        target = {"onnxruntime": "onnx", "executorch": "executorch"}[backend]
-                        (result,) = export_model(weights=weights_arg, targets=[target], scales=[scale],
+                        target = get_target(profiled_backends()[backend])
+                        (result,) = export_model(weights=weights_arg, targets=[target.name], scales=[scale],
                                                  shape=parse_shape(f"{lr.height}x{lr.width}"),
-                                                 out_dir=workdir / f"{target}-{graph}", force=True,
+                                                 out_dir=workdir / f"{target.name}-{graph}", force=True,
                                                  rewrites=applied)
                         say(f"{name} x{scale} {backend} {graph}: profiling")
-                        if backend == "onnxruntime":
-                            kinds = profile_onnxruntime(result.artifact, x, settings.threads, settings.runs,
-                                                        net.config.channels)
-                        else:
-                            kinds = profile_executorch(result.artifact, torch.from_numpy(x), settings.runs, convs)
+                        kinds = PROFILERS[target.profiler](result.artifact, x, settings.threads, settings.runs,
+                                                           net.config.channels, convs)
                         for kind, n in macs.items():
                             if kind in kinds:
                                 kinds[kind].macs = n

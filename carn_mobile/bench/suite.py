@@ -120,15 +120,16 @@ def _skip_reason(backend: str) -> str | None:
     target = backend_targets()[backend]
     if target is None:
         return None
-    from ..export import get_target
-    from ..parity import pick_runner
+    from ..export import get_target, usable_runners
     from ..runtimes import MissingDependencyError
 
+    adapter = get_target(target)
     try:
-        get_target(target).check_available()  # names the pip extra when a package is missing
+        adapter.check_available()  # names the pip extra when a package is missing
     except MissingDependencyError as exc:
         return str(exc)
-    return pick_runner(target)[1]
+    usable, why_not = usable_runners(adapter)
+    return None if usable else why_not
 
 
 def run_benchmark(settings: BenchSettings, progress: Callable[[str, int], None] | None = None) -> dict:
@@ -264,12 +265,12 @@ def _prepare(backend: str, net: CARN, weights: str, scale: int, lr: WxH, workdir
             return lambda: torch_backend.run(x)
 
         return load_torch, size, "fp32", None
-    from ..runtimes import get_runner
+    from ..export import get_target, open_artifact
 
     result = _export(target, weights, scale, lr, workdir, graph, precision)
 
     def load_artifact() -> Callable[[], object]:
-        run = get_runner(result.report.runner).load(result.artifact)
+        run = open_artifact(result.artifact, get_target(target))  # the gate's own runner rule
         return lambda: run(x)
 
     quality = result.manifest["parity"].get("quality")

@@ -126,11 +126,11 @@ def _run_with_status(title: str, work):
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from ..bench.profile import PROFILE_BACKENDS, ProfileSettings, profile_markdown, run_profile
+    from ..bench.profile import ProfileSettings, profile_markdown, profiled_backends, run_profile
 
     models = _names(args.models or "carn-m", list_models(), "model")
-    backends = _names(args.backends, list(PROFILE_BACKENDS), "profiled backend") if args.backends \
-        else list(PROFILE_BACKENDS)
+    profiled = list(profiled_backends())
+    backends = _names(args.backends, profiled, "profiled backend") if args.backends else profiled
     graphs = _graphs(args.graphs or "plain,optimized")
     _checked_outputs(args)
     settings = ProfileSettings(parse_wxh(args.hr), models, parse_scales(args.scales or "2,3,4", PAPER_SCALES), backends,

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                        for p in list_precisions()))
     p.add_argument("--shape", default="dynamic", help=f"accepted LR sizes: {SHAPE_HELP} (default dynamic)")
     p.add_argument("--image-io", action="store_true",
-                   help="coreml only: image input (pixels / 255 in the model) and image output")
+                   help=", ".join(t for t in targets if get_target(t).supports_image_io)
+                   + " only: image input (pixels / 255 in the model) and image output")
     p.add_argument("--out", default=str(DEFAULT_OUT_DIR), metavar="DIR", help="output folder (default ./export)")
     p.add_argument("--force", action="store_true", help="overwrite existing artifacts and manifests")
     p.add_argument("--parity-images", metavar="DIR",
@@ -70,42 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
                        help="export the plain graph: none of the exact rewrites (" + ", ".join(REWRITES) + ")")
     graph.add_argument("--rewrites", metavar="LIST",
                        help="comma-separated rewrites to apply instead of all of them (default), or none")
-    web = p.add_argument_group("web target")
-    web.add_argument("--ort-web", metavar="DIR",
-                     help="copy ONNX Runtime Web from this dist folder (node_modules/onnxruntime-web/dist) into "
-                          "the site, so it works offline (default: load the pinned release by URL, integrity-checked)")
-    web.add_argument("--ort-web-url", metavar="URL", help="base URL of onnxruntime-web's dist folder to load instead")
-    litert = p.add_argument_group("litert target")
-    litert.add_argument("--layout", choices=["nchw", "nhwc"],
-                        help="I/O tensor layout (default nchw, the contract; nhwc is what Android bitmaps and "
-                             "LiteRT's GPU delegate use, and leaves no TRANSPOSE in the graph)")
-    int8 = p.add_argument_group("int8 (--precision int8)")
+    for name in targets:  # each target's own options, as it declares them
+        target = get_target(name)
+        if target.options:
+            group = p.add_argument_group(f"{name} target")
+            for option in target.options:
+                group.add_argument(option.flag, dest=option.dest, choices=option.choices, metavar=option.metavar,
+                                   help=option.help)
+    quantized = [q for q in list_precisions() if get_precision(q).quantized]
+    int8 = p.add_argument_group(f"quantized precisions (--precision {'|'.join(quantized)})")
     int8.add_argument("--calibration", metavar="DIR",
                       help="folder of training-style images (searched recursively) for calibration patches; "
                            "default: built-in procedural images. Never an evaluation set")
     int8.add_argument("--calibration-images", type=int, metavar="N",
                       help=f"number of calibration patches (default {DEFAULT_COUNT})")
     int8.add_argument("--calibration-method", choices=CALIBRATION_METHODS,
-                      help=f"activation range estimator (default {Recipe().method}, measured best for CARN-M)")
+                      help="activation range estimator (default: each target's quantizer's measured best: "
+                           + "; ".join(f"{t} {get_target(t).quantizer.defaults.method}" for t in targets
+                                       if get_target(t).quantizer) + "); a quantizer refuses one it cannot apply")
     int8.add_argument("--max-psnr-drop", type=float, metavar="DB",
                       help="fail an int8 export whose task PSNR drops more than this against float32 "
                            "(default 0.1 dB; Set5/Set14 when present and the built-in test image)")
-    ort = p.add_argument_group("ort target")
-    ort.add_argument("--depth-to-space", choices=["dcr", "crd"], dest="depth_to_space",
-                     help="upsampler form: dcr (default; what ORT's NNAPI and Core ML NeuralNetwork EPs take) or "
-                          "crd (PyTorch's PixelShuffle as exported)")
     return p
 
 
 def target_options(args: argparse.Namespace) -> dict[str, dict[str, str]]:
-    """Per-target options from the command line (only those given)."""
-    given = {
-        "web": {"ort_web": args.ort_web, "ort_web_url": args.ort_web_url},
-        "litert": {"layout": args.layout},
-        "ort": {"depth_to_space": args.depth_to_space},
-    }
-    options = {target: {k: v for k, v in opts.items() if v is not None} for target, opts in given.items()}
-    return {target: opts for target, opts in options.items() if opts}
+    """Per-target options from the command line (only those given), by the targets' declarations."""
+    options: dict[str, dict[str, str]] = {}
+    for name in list_targets():
+        given = {o.dest: getattr(args, o.dest) for o in get_target(name).options if getattr(args, o.dest) is not None}
+        if given:
+            options[name] = given
+    return options
 
 
 def quantization_options(args: argparse.Namespace) -> dict:
@@ -121,9 +118,14 @@ def quantization_options(args: argparse.Namespace) -> dict:
         if not args.max_psnr_drop >= 0:
             raise ValueError(f"--max-psnr-drop must be a non-negative number of dB, got {args.max_psnr_drop}")
         if args.precision is None or not get_precision(args.precision).quantized:
-            raise ValueError("--max-psnr-drop applies to --precision int8 only")
+            raise ValueError(f"--max-psnr-drop applies to a quantized --precision only ({quantized_names()})")
         options["policy"] = ParityPolicy(max_psnr_drop_db=args.max_psnr_drop)
     return options
+
+
+def quantized_names() -> str:
+    """The quantized precisions, for messages."""
+    return ", ".join(q for q in list_precisions() if get_precision(q).quantized)
 
 
 def parse_targets(text: str) -> list[str]:

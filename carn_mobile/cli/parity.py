@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..export import recheck_artifact
-from ..export.recheck import RecheckResult
+from ..export import BundleRecheck, RecheckResult, get_target, list_targets, recheck_artifact
 from ..fileio import atomic_output, check_writable
 from ..parity import FAILED, STRUCTURAL_ONLY
 from .common import err_console, exit_with, make_console
@@ -32,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="carn-parity",
         description="Re-run the parity check of artifacts written by carn-export (reads <artifact>.json).",
     )
-    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".onnx, .mlpackage, .ptl or .pte")
+    suffixes = ", ".join(dict.fromkeys(get_target(t).suffix for t in list_targets()))
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT",
+                   help=f"files (or bundles) written by carn-export: {suffixes}")
     p.add_argument("--weights", help="checkpoint or shipped weights name (default: the ones in the manifest)")
     p.add_argument("--parity-images", metavar="DIR", help="folder of LR images (default: Set5 LR when available)")
     p.add_argument("--json", metavar="FILE", help="also write the reports as JSON")
@@ -48,15 +49,16 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.json:
         check_writable(Path(args.json), args.force)
     console = make_console()
-    results: list[RecheckResult] = []
+    results: list[RecheckResult | BundleRecheck] = []
     for artifact in args.artifacts:
         result = recheck_artifact(artifact, args.weights, parity_images=args.parity_images)
         results.append(result)
-        show(console, result)
+        if isinstance(result, BundleRecheck):
+            show_bundle(console, result)
+        else:
+            show(console, result)
     if args.json:
-        payload = {"reports": [{"artifact": str(r.artifact), **r.report.to_json(),
-                                **({"quality": r.quality.to_json()} if r.quality is not None else {})}
-                               for r in results]}
+        payload = {"reports": [report_json(r) for r in results]}
         with atomic_output(args.json, force=args.force) as tmp:
             tmp.write_text(json.dumps(payload, indent=2) + "\n")
     failed = [r.artifact.name for r in results if not r.passed]  # parity, and int8 quality where measured
@@ -64,6 +66,29 @@ def _main(argv: Sequence[str] | None) -> int:
         err_console.print(f"[bold red]parity failed:[/] {escape(', '.join(failed))}")
         return EXIT_FAILED
     return 0
+
+
+def report_json(result: RecheckResult | BundleRecheck) -> dict:
+    """One re-check as JSON: the gate's reports (a bundle's: its files and each member's)."""
+    if isinstance(result, BundleRecheck):
+        return {"artifact": str(result.artifact), "passed": result.passed,
+                "files": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.files],
+                "members": [report_json(m) for m in result.members]}
+    return {"artifact": str(result.artifact), **result.report.to_json(),
+            **({"quality": result.quality.to_json()} if result.quality is not None else {})}
+
+
+def show_bundle(console: Console, result: BundleRecheck) -> None:
+    m = result.manifest
+    bad = [c for c in result.files if not c.ok]
+    colour = "red" if bad else "green"
+    console.print(f"[bold]{escape(str(result.artifact))}[/]: {m['model']} x{'/'.join(map(str, m['scales']))} "
+                  f"{m['target']} bundle, {len(result.members)} member(s)")
+    console.print(f"  [{colour}]files: {len(result.files) - len(bad)}/{len(result.files)} match the manifest[/]")
+    for c in bad:
+        err_console.print(f"  [red]{escape(c.name)}: {escape(c.detail)}[/]")
+    for member in result.members:
+        show(console, member)
 
 
 def show(console: Console, result: RecheckResult) -> None:
@@ -87,7 +112,7 @@ def show(console: Console, result: RecheckResult) -> None:
         err_console.print(f"  [red]{escape(line)}[/]")
     if result.quality is not None:
         colour = "green" if result.quality.passed else "red"
-        console.print(f"  [{colour}]{escape(result.quality.headline())}[/] (fidelity above: against the int8 "
+        console.print(f"  [{colour}]{escape(result.quality.headline())}[/] (fidelity above: against the quantized "
                       "reference)")
         for line in result.quality.failures:
             err_console.print(f"  [red]{escape(line)}[/]")

@@ -13,9 +13,9 @@ import torch
 
 from ..parity import StructuralCheck
 from ..precision import Precision, get_precision
-from ..quantization import Quantization
+from ..quantization import Quantization, QuantizerSpec
 from ..runtimes import ShapeSpec
-from .rewrites import DEFAULT_REWRITES
+from .rewrites import DEFAULT_REWRITES, parse_rewrites
 from .wrapper import SuperResolver
 
 
@@ -66,6 +66,48 @@ class ExportRequest:
         h, w = self.example_size()
         return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
 
+    def to_manifest(self) -> dict[str, Any]:
+        """This request's part of an artifact manifest (:meth:`from_manifest` reads it back)."""
+        from ..runtimes import contract_json
+
+        record: dict[str, Any] = {
+            "model": self.model,
+            "scale": self.scale,
+            "precision": self.precision,
+            "precision_details": self.precision_row.to_json(),  # the precision table's row
+            "image_io": self.image_io,
+            "contract": contract_json(self.scale, self.shape, self.image_io, self.layout),
+            "shape": self.shape.to_json(),
+            "export": {"rewrites": list(self.rewrites)},
+        }
+        if self.quantization is not None:
+            record["quantization"] = self.quantization.to_json(self.scale)
+        return record
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], target: Target, artifact: str = "the artifact") -> ExportRequest:
+        """The request an artifact manifest records, as ``target`` exported it (``ValueError`` when
+        the manifest cannot say it)."""
+        precision = get_precision(manifest["precision"])
+        quantization = None
+        if precision.quantized:
+            if target.quantizer is None:
+                raise ValueError(f"{artifact}: the {target.name} target has no quantizer for {precision.name}")
+            # The reference is quantized again only where the target recomputes it.
+            quantization = Quantization.from_json(manifest.get("quantization"), target.quantizer,
+                                                  target.reference_needs_calibration, artifact)
+        return cls(
+            model=manifest["model"],
+            scale=int(manifest["scale"]),
+            precision=precision.name,
+            shape=ShapeSpec.from_json(manifest["shape"]),
+            image_io=bool(manifest.get("image_io", False)),
+            layout=manifest.get("contract", {}).get("input", {}).get("layout", "NCHW"),
+            # What was exported: the recorded rewrites (none in manifests older than them).
+            rewrites=parse_rewrites(list(manifest.get("export", {}).get("rewrites", []))),
+            quantization=quantization,
+        )
+
 
 @dataclass
 class ExportOutcome:
@@ -75,12 +117,27 @@ class ExportOutcome:
     details: dict[str, Any] = field(default_factory=dict)
     #: Files written beside the artifact, by suffix (one per ``Target.companions`` entry).
     companions: dict[str, bytes] = field(default_factory=dict)
+    #: A quantized export's reference, when converting computed it anyway (else the gate asks
+    #: :meth:`Target.quantized_reference`): NCHW float32 in and out.
+    reference: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """A command-line option a target declares; ``carn-export`` adds it to the target's group and
+    hands its value to :meth:`Target.with_options` under ``dest``."""
+
+    flag: str
+    dest: str
+    help: str
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
 
 
 class Target(ABC):
     """One export format. Subclass it in a module of this package, decorate it with
     :func:`carn_mobile.export.register_target` and list the module in
-    :data:`carn_mobile.export.registry.TARGET_MODULES`; the CLI, parity, the manifests, the
+    :data:`carn_mobile.export.targets.TARGET_MODULES`; the CLI, parity, the manifests, the
     bench and the upscaler pick it up from there."""
 
     #: Registry and ``--target`` name.
@@ -120,6 +177,16 @@ class Target(ABC):
     bundled: ClassVar[bool] = False
     member_suffix: ClassVar[str] = ""
     members_folder: ClassVar[str] = "models"
+    #: The quantizer that applies the recipe for this target's quantized precisions (``None``: none).
+    quantizer: ClassVar[QuantizerSpec | None] = None
+    #: Options of this target alone (``carn-export`` shows them in the target's own group).
+    options: ClassVar[tuple[TargetOption, ...]] = ()
+    #: ``platform.machine()`` -> why this target cannot be exported there whatever is installed, and
+    #: what to do instead (said instead of "install the extra", which that platform cannot do).
+    platform_limits: ClassVar[dict[str, str]] = {}
+    #: Name of the per-layer profiler ``carn-bench --profile`` runs this target's artifacts with
+    #: (``carn_mobile.bench.profile.PROFILERS``; ``None``: not profiled).
+    profiler: ClassVar[str | None] = None
 
     def with_options(self, **options: Any) -> Target:
         """This target configured with target-specific options (none by default)."""
@@ -134,9 +201,14 @@ class Target(ABC):
         """Complete a bundle whose members all passed parity; notes and details for its manifest."""
         return ExportOutcome()
 
+    def platform_limit(self) -> str | None:
+        """Why this target cannot be exported on this platform whatever is installed, or ``None``."""
+        import platform
+
+        return self.platform_limits.get(platform.machine().lower())
+
     def check_available(self) -> None:
         """Raise ``MissingDependencyError`` (naming the extra) if the converter is missing."""
-        from ..environment import platform_limit
         from ..runtimes import MissingDependencyError, UnsupportedPlatformError, require
         from ..runtimes.quiet import captured_output
 
@@ -145,7 +217,7 @@ class Target(ABC):
                 for module in self.requires:
                     require(module, self.extra, f"the {self.name} target")
         except MissingDependencyError as exc:
-            limit = platform_limit(self.name)
+            limit = self.platform_limit()
             if limit:  # "install the extra" would not help on this platform
                 raise UnsupportedPlatformError(limit) from exc
             raise
@@ -157,7 +229,12 @@ class Target(ABC):
             note = f" ({self.precision_note})" if self.precision_note else ""
             return f"{self.name} supports {', '.join(self.precisions)} only, not {request.precision}{note}"
         if request.image_io and not self.supports_image_io:
-            return f"{self.name} has no image I/O; --image-io applies to coreml only"
+            from .targets import get_target, list_targets  # the registry knows every target
+
+            offered = [t for t in list_targets() if get_target(t).supports_image_io]
+            return f"{self.name} has no image I/O; --image-io applies to {', '.join(offered)} only"
+        if request.precision_row.quantized and self.quantizer is None:
+            raise TypeError(f"the {self.name} target lists {request.precision} but declares no quantizer")
         return None
 
     @abstractmethod

@@ -7,7 +7,6 @@ progress to an :class:`ExportListener`.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -16,19 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..fileio import OutputExistsError, sha256_file
+from ..fileio import OutputExistsError, remove_stale_staging
 from ..models import CARN, parse_scales
-from ..parity import DEFAULT_POLICY, ParityError, ParityPolicy, ParityReport, check_parity, parity_inputs
-from ..precision import get_precision
-from ..quantization import CalibrationSource, Quantization, Recipe
+from ..parity import DEFAULT_POLICY, ParityError, ParityPolicy, ParityReport, parity_inputs
+from ..precision import get_precision, list_precisions
+from ..quantization import DEFAULT_RECIPE, CalibrationSource, Quantization, Recipe, RecipeRefused
 from ..runtimes import MissingDependencyError, ShapeSpec
 from ..weights import WeightsRef, load_model, resolve_weights
 from .base import ExportRequest, Target
-from .manifest import artifact_filename, build_manifest, bundle_filename, dumps, manifest_path
-from .quantized_gate import check_quality, gate_reference
-from .registry import get_target, list_targets
+from .gate import check_artifact
+from .manifest import (
+    artifact_filename,
+    build_bundle_manifest,
+    build_manifest,
+    bundle_filename,
+    dumps,
+    manifest_path,
+)
 from .rewrites import optimized_module, parse_rewrites
 from .staging import staged_files, staged_pair
+from .targets import get_target, list_targets
 from .wrapper import per_scale_module
 
 #: Default output folder, relative to the working directory.
@@ -137,11 +143,10 @@ def plan_exports(
     shape = shape or ShapeSpec()
     quantized = precision is not None and get_precision(precision).quantized
     if (calibration is not None or recipe is not None) and not quantized:
-        raise ValueError("--calibration and the quantization recipe apply to --precision int8 only")
-    quantization = Quantization(recipe or Recipe(), calibration or CalibrationSource()) if quantized else None
+        quantized_names = ", ".join(n for n in list_precisions() if get_precision(n).quantized)
+        raise ValueError(f"--calibration and the quantization recipe apply to a quantized --precision only "
+                         f"({quantized_names})")
     chosen_rewrites = parse_rewrites(rewrites)
-    if quantization is not None and rewrites is None:  # the recipe's defaults; rewrites named by the user stay
-        chosen_rewrites = parse_rewrites(list(quantization.recipe.rewrites(chosen_rewrites)))
     target_options = dict(target_options or {})
     scales = parse_scales(list(scales), available=model_scales)
     wants_all = any(t.lower() == "all" for t in targets)
@@ -163,8 +168,17 @@ def plan_exports(
             continue
         target_shape = shape.with_default_max(target.default_max_side)
         target_precision = precision or target.default_precision
-        bundle = (Path(out_dir) / bundle_filename(weights.arch, scales, target_precision, target.suffix, target_shape)
-                  if target.bundled else None)
+        try:
+            quantization = _quantization(target, target_precision, recipe, calibration)
+        except RecipeRefused as exc:
+            if explicit:
+                raise
+            skipped.append(SkippedTarget(name, str(exc)))
+            continue
+        target_rewrites = chosen_rewrites
+        if quantization is not None and rewrites is None:  # the recipe's defaults; rewrites named by the user stay
+            target_rewrites = parse_rewrites(list(quantization.recipe.rewrites(chosen_rewrites)))
+        bundle = _bundle_path(target, weights.arch, scales, target_precision, target_shape, out_dir)
         for scale in scales:
             request = ExportRequest(
                 model=weights.arch,
@@ -174,7 +188,7 @@ def plan_exports(
                 image_io=image_io,
                 layout=target.layout,
                 metadata=embedded_metadata(weights.arch, scale, target_precision, weights, target.layout),
-                rewrites=chosen_rewrites,
+                rewrites=target_rewrites,
                 quantization=quantization,
             )
             reason = target.unsupported(request)
@@ -183,14 +197,7 @@ def plan_exports(
                     raise ValueError(reason)
                 skipped.append(SkippedTarget(name, reason))
                 break
-            if bundle is None:
-                filename = artifact_filename(weights.arch, scale, request.precision, target.suffix, target_shape,
-                                             image_io)
-                jobs.append(ExportJob(target, request, Path(out_dir) / filename))
-            else:
-                filename = artifact_filename(weights.arch, scale, request.precision, target.member_suffix,
-                                             target_shape, image_io)
-                jobs.append(ExportJob(target, request, bundle / target.members_folder / filename, bundle))
+            jobs.append(ExportJob(target, request, artifact_path(target, request, out_dir, bundle), bundle))
         else:
             continue
         if bundle is not None:  # a bundle is exported whole or not at all
@@ -203,6 +210,33 @@ def plan_exports(
         if existing:
             raise OutputExistsError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
     return jobs, skipped
+
+
+def artifact_path(target: Target, request: ExportRequest, out_dir: str | Path, bundle: Path | None = None) -> Path:
+    """Where ``request``'s artifact goes: in ``out_dir``, or inside its ``bundle`` folder (the one
+    place artifact paths are decided; ``request.shape`` is the target's resolved shape)."""
+    if bundle is None:
+        return Path(out_dir) / artifact_filename(request.model, request.scale, request.precision, target.suffix,
+                                                 request.shape, request.image_io)
+    return bundle / target.members_folder / artifact_filename(request.model, request.scale, request.precision,
+                                                              target.member_suffix, request.shape, request.image_io)
+
+
+def _bundle_path(target: Target, model: str, scales: Sequence[int], precision: str, shape: ShapeSpec,
+                 out_dir: str | Path) -> Path | None:
+    if not target.bundled:
+        return None
+    return Path(out_dir) / bundle_filename(model, list(scales), precision, target.suffix, shape)
+
+
+def _quantization(target: Target, precision: str, recipe: Recipe | None,
+                  calibration: CalibrationSource | None) -> Quantization | None:
+    """The recipe as ``target``'s quantizer applies it, for a quantized ``precision`` (else ``None``)."""
+    if not get_precision(precision).quantized or precision not in target.precisions:
+        return None  # a precision the target does not offer is refused by Target.unsupported
+    if target.quantizer is None:
+        raise TypeError(f"the {target.name} target lists {precision} but declares no quantizer")
+    return Quantization.for_quantizer(target.quantizer, recipe or DEFAULT_RECIPE, calibration)
 
 
 def run_export(
@@ -219,74 +253,42 @@ def run_export(
     Raises :class:`~carn_mobile.parity.ParityError` (with the numbers) when parity fails;
     then neither the artifact nor its manifest is written.
     """
-    request = job.request
-    module = per_scale_module(model, request.scale)  # the parity reference: the model as trained
-    exported, applied = optimized_module(module, request.rewrites)
+    module = per_scale_module(model, job.request.scale)  # the parity reference: the model as trained
+    exported, applied = optimized_module(module, job.request.rewrites)
+    request = replace(job.request, rewrites=tuple(applied))  # what the manifest records: what was applied
+    remove_stale_staging(job.artifact.parent)
     with staged_files([job.artifact, *job.companions, job.manifest], force=force) as staged:
         tmp_artifact, tmp_companions, tmp_manifest = staged[0], staged[1:-1], staged[-1]
         start = time.perf_counter()
         outcome = job.target.export(exported, request, tmp_artifact)
         export_seconds = time.perf_counter() - start
 
-        start = time.perf_counter()
         cases = parity_inputs(request.scale, request.shape, parity_images)
-        report = check_parity(
-            tmp_artifact,
-            job.target.name,
-            gate_reference(job.target, tmp_artifact, request, module, exported),
-            request.precision,
-            cases,
-            image_io=request.image_io,
-            structural=lambda: job.target.structural_check(tmp_artifact, request, exported),
-            policy=policy,
-        )
-        if not report.passed:
-            details = "\n  ".join(report.failure_details())
-            raise ParityError(f"{job.artifact.name} failed parity: {report.headline()}\n  {details}", report)
-        quality = check_quality(job.target, tmp_artifact, request, module, cases, policy)
-        parity_seconds = time.perf_counter() - start
-        if quality is not None and not quality.passed:
-            details = "\n  ".join(quality.failures)
-            raise ParityError(f"{job.artifact.name} failed the int8 quality gate: {quality.headline()}\n  {details}",
-                              report)
+        gate = check_artifact(job.target, tmp_artifact, request, module, exported, cases, policy=policy,
+                              reference=outcome.reference)
+        gate.raise_if_failed(job.artifact.name, request.precision)
         if set(outcome.companions) != set(job.target.companions):
             raise RuntimeError(f"the {job.target.name} target wrote companions {sorted(outcome.companions)}, "
                                f"declared {list(job.target.companions)}")
         for suffix, tmp in zip(job.target.companions, tmp_companions, strict=True):
             tmp.write_bytes(outcome.companions[suffix])
-
-        parity_json = report.to_json() | {"seconds": round(parity_seconds, 2)}
-        if quality is not None:
-            parity_json["reference"] = "quantized"  # fidelity above is against the int8 model itself
-            parity_json["quality"] = quality.to_json()
-            outcome.notes.append(quality.headline())
+        if gate.quality is not None:
+            outcome.notes.append(gate.quality.headline())
         manifest = build_manifest(
             artifact=job.artifact,
-            target=job.target.name,
-            target_description=job.target.description,
-            model=request.model,
-            scale=request.scale,
-            precision=request.precision,
-            shape=request.shape,
-            image_io=request.image_io,
-            layout=request.layout,
+            staged=tmp_artifact,
+            target=job.target,
+            request=request,
             weights=weights.to_json(),
-            size_bytes=_size(tmp_artifact),
-            companions={p.name: {"size_bytes": len(outcome.companions[s]),
-                                 "sha256": hashlib.sha256(outcome.companions[s]).hexdigest()}
-                        for p, s in zip(job.companions, job.target.companions, strict=True)},
-            sha256=sha256_file(tmp_artifact),
+            outcome=outcome,
+            companions={p.name: outcome.companions[s] for p, s in zip(job.companions, job.target.companions,
+                                                                      strict=True)},
             export_seconds=export_seconds,
-            export_notes=outcome.notes,
-            export_details=outcome.details,
-            rewrites=applied,
-            parity=parity_json,
-            versions=tool_versions(job.target) | report.runner_versions,
+            gate=gate,
+            versions=tool_versions(job.target) | gate.report.runner_versions,
         )
-        if request.quantization is not None:
-            manifest["quantization"] = request.quantization.to_json(request.scale)
         tmp_manifest.write_text(dumps(manifest))
-    return ExportResult(job, manifest, report, outcome.notes)
+    return ExportResult(job, manifest, gate.report, outcome.notes)
 
 
 class ExportListener:
@@ -406,10 +408,6 @@ def _groups(jobs: Sequence[ExportJob]) -> list[list[ExportJob]]:
     return groups
 
 
-#: Layout of a bundle's own manifest (``carn-m_x2-3-4_fp32.web.json``).
-BUNDLE_FORMAT = "carn-mobile/export-bundle@1"
-
-
 def run_bundle(
     jobs: Sequence[ExportJob],
     model: CARN,
@@ -431,6 +429,7 @@ def run_bundle(
     requests = [job.request for job in jobs]
     results: list[ExportResult] = []
     start = time.perf_counter()
+    remove_stale_staging(bundle.parent)
     with staged_pair(bundle, manifest_path(bundle), force=force) as (tmp_bundle, tmp_manifest):
         tmp_bundle.mkdir()
         target.start_bundle(tmp_bundle, requests, weights)
@@ -443,24 +442,11 @@ def run_bundle(
                 raise _JobFailed(job, exc) from None
             results.append(replace(result, job=job))
         outcome = target.finish_bundle(tmp_bundle, requests)
-        manifest = {
-            "format": BUNDLE_FORMAT,
-            "artifact": bundle.name,
-            "target": target.name,
-            "target_description": target.description,
-            "model": requests[0].model,
-            "scales": [r.scale for r in requests],
-            "precision": requests[0].precision,
-            "shape": requests[0].shape.to_json(),
-            "weights": weights.to_json(),
-            "members": [{"scale": r.job.request.scale, "path": str(r.artifact.relative_to(bundle)),
-                         "size_bytes": r.size_bytes, "sha256": r.manifest["file"]["sha256"],
-                         "parity": r.report.headline()} for r in results],
-            "file": {"size_bytes": _size(tmp_bundle), "sha256": sha256_file(tmp_bundle)},
-            "export": {"seconds": round(time.perf_counter() - start, 2), "notes": outcome.notes,
-                       "details": outcome.details},
-            "versions": tool_versions(target),
-        }
+        manifest = build_bundle_manifest(
+            bundle=bundle, staged=tmp_bundle, target=target, requests=requests, weights=weights.to_json(),
+            members=[(r.artifact.relative_to(bundle), r.manifest, r.report.headline()) for r in results],
+            outcome=outcome, export_seconds=time.perf_counter() - start, versions=tool_versions(target),
+        )
         tmp_manifest.write_text(dumps(manifest))
     for result in results:
         listener.finished(result)
@@ -473,9 +459,3 @@ def tool_versions(target: Target) -> dict[str, str | None]:
 
     return {"carn_mobile": __version__, "python": platform.python_version(), "torch": torch.__version__,
             **target.versions()}
-
-
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size

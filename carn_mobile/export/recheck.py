@@ -1,39 +1,51 @@
-"""Re-check an existing artifact against its manifest and a freshly built PyTorch reference."""
+"""Re-check an existing artifact (or a bundle of them) against its manifest and a freshly built
+PyTorch reference, through the same gate as the export (:mod:`.gate`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fileio import sha256_file
-from ..parity import DEFAULT_POLICY, ParityPolicy, ParityReport, StructuralCheck, check_parity, parity_inputs
-from ..precision import get_precision
-from ..quantization import CalibrationSource, Quantization, Recipe
+from ..parity import DEFAULT_POLICY, ParityPolicy, ParityReport, StructuralCheck, parity_inputs
 from ..quantization.quality import QualityReport
-from ..runtimes import ShapeSpec
 from ..weights import WeightsRef, load_model, resolve_recorded, resolve_weights
 from .base import ExportRequest
-from .manifest import read_manifest
-from .quantized_gate import check_quality, gate_reference
-from .registry import get_target
-from .rewrites import optimized_module, parse_rewrites
+from .gate import check_artifact
+from .manifest import is_bundle, read_manifest
+from .rewrites import optimized_module
+from .targets import get_target
 from .wrapper import per_scale_module
 
 
 @dataclass
 class RecheckResult:
-    """The manifest that described the artifact and the fresh parity report."""
+    """The manifest that described the artifact and the fresh gate results."""
 
     artifact: Path
     manifest: dict
     weights: WeightsRef
     report: ParityReport
-    #: The int8 quality gate measured again (``None`` for float precisions).
+    #: The quantized precision's quality gate measured again (``None`` for float precisions).
     quality: QualityReport | None = None
 
     @property
     def passed(self) -> bool:
         return self.report.passed and (self.quality is None or self.quality.passed)
+
+
+@dataclass
+class BundleRecheck:
+    """A bundle re-checked: every recorded file's sha256, then every member through the gate."""
+
+    artifact: Path
+    manifest: dict
+    files: list[StructuralCheck] = field(default_factory=list)
+    members: list[RecheckResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.files) and all(m.passed for m in self.members)
 
 
 def recheck_artifact(
@@ -42,65 +54,68 @@ def recheck_artifact(
     *,
     policy: ParityPolicy = DEFAULT_POLICY,
     parity_images: str | Path | None = None,
-) -> RecheckResult:
-    """Run the parity check of ``artifact`` again, as ``carn-parity`` does.
+) -> RecheckResult | BundleRecheck:
+    """Run the gate of ``artifact`` again, as ``carn-parity`` does.
 
     The manifest beside the artifact says which model, scale, weights and shapes to use;
     ``weights`` (a shipped name or checkpoint) overrides the recorded weights. The
     artifact's sha256 must match the manifest: a changed file fails even if it still runs.
+    A bundle (``.web``) is re-checked whole: every file against its recorded sha256, then
+    every member in its own runtime.
     """
     path = Path(artifact)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     manifest = read_manifest(path)
+    if is_bundle(manifest):
+        return _recheck_bundle(path, manifest, weights, policy, parity_images)
     target = get_target(manifest["target"])
-    model_name = manifest["model"]
-    source = resolve_weights(model_name, weights) if weights is not None else resolve_recorded(manifest["weights"])
-    model = load_model(weights=source)
-    scale = int(manifest["scale"])
-    quantization = None
-    if get_precision(manifest["precision"]).quantized:
-        recorded = manifest.get("quantization", {}).get("recipe")
-        if recorded is None:
-            raise ValueError(f"{path.name}'s manifest has no quantization recipe; export it again")
-        calibration = CalibrationSource()
-        if target.reference_needs_calibration:  # the reference is quantized again: same patches needed
-            record = manifest["quantization"].get("calibration", {})
-            calibration = CalibrationSource.from_record(record)
-            if calibration.for_scale(scale).sha256 != record.get("sha256"):
-                raise ValueError(f"the calibration patches for {path.name} differ from the export's (sha256); "
-                                 "re-check with the same calibration images")
-        quantization = Quantization(Recipe.from_json(recorded), calibration)
-    request = ExportRequest(
-        model=model_name,
-        scale=scale,
-        precision=manifest["precision"],
-        shape=ShapeSpec.from_json(manifest["shape"]),
-        image_io=bool(manifest.get("image_io", False)),
-        layout=manifest.get("contract", {}).get("input", {}).get("layout", "NCHW"),
-        # What was exported: the recorded rewrites (none in manifests older than them).
-        rewrites=parse_rewrites(list(manifest.get("export", {}).get("rewrites", []))),
-        quantization=quantization,
-    )
-    module = per_scale_module(model, scale)
+    request = ExportRequest.from_manifest(manifest, target, path.name)
+    source = resolve_weights(manifest["model"], weights) if weights is not None else resolve_recorded(
+        manifest["weights"])
+    module = per_scale_module(load_model(weights=source), request.scale)
     exported, _ = optimized_module(module, request.rewrites)
-    expected_sha = manifest["file"]["sha256"]
 
-    def structural() -> list[StructuralCheck]:
+    def recorded_hashes() -> list[StructuralCheck]:
+        expected = manifest["file"]["sha256"]
         actual = sha256_file(path)
-        sha = StructuralCheck("sha256 matches manifest", actual == expected_sha,
-                              f"file {actual[:16]}..., manifest {expected_sha[:16]}...")
-        companions = []
+        checks = [StructuralCheck("sha256 matches manifest", actual == expected,
+                                  f"file {actual[:16]}..., manifest {expected[:16]}...")]
         for name, entry in manifest.get("companions", {}).items():
             companion = path.with_name(name)
             digest = sha256_file(companion) if companion.is_file() else None
-            companions.append(StructuralCheck(f"companion {name}", digest == entry["sha256"],
-                                              "matches manifest" if digest == entry["sha256"]
-                                              else "missing" if digest is None else "sha256 differs"))
-        return [sha, *companions, *target.structural_check(path, request, exported)]
+            checks.append(StructuralCheck(f"companion {name}", digest == entry["sha256"],
+                                          "matches manifest" if digest == entry["sha256"]
+                                          else "missing" if digest is None else "sha256 differs"))
+        return checks
 
-    cases = parity_inputs(scale, request.shape, parity_images)
-    report = check_parity(path, target.name, gate_reference(target, path, request, module, exported), request.precision,
-                          cases, image_io=request.image_io, structural=structural, policy=policy)
-    quality = check_quality(target, path, request, module, cases, policy) if report.passed else None
-    return RecheckResult(path, manifest, source, report, quality)
+    cases = parity_inputs(request.scale, request.shape, parity_images)
+    gate = check_artifact(target, path, request, module, exported, cases, policy=policy, extra_checks=recorded_hashes)
+    return RecheckResult(path, manifest, source, gate.report, gate.quality)
+
+
+def _recheck_bundle(path: Path, manifest: dict, weights: str | Path | None, policy: ParityPolicy,
+                    parity_images: str | Path | None) -> BundleRecheck:
+    result = BundleRecheck(path, manifest)
+    recorded = manifest.get("files")
+    if recorded is None:  # bundles written before per-file hashes: the folder's one hash
+        actual = sha256_file(path)
+        expected = manifest["file"]["sha256"]
+        result.files.append(StructuralCheck("folder sha256 matches manifest", actual == expected,
+                                            f"folder {actual[:16]}..., manifest {expected[:16]}..."))
+    else:
+        present = {str(f.relative_to(path)) for f in path.rglob("*") if f.is_file()}
+        for name, digest in sorted(recorded.items()):
+            actual = sha256_file(path / name) if name in present else None
+            result.files.append(StructuralCheck(name, actual == digest, "matches manifest" if actual == digest
+                                                else "missing" if actual is None else "sha256 differs"))
+        for name in sorted(present - set(recorded)):
+            result.files.append(StructuralCheck(name, False, "not in the manifest"))
+    for member in manifest["members"]:
+        member_path = path / member["path"]
+        if not member_path.is_file():
+            continue  # already reported missing above
+        checked = recheck_artifact(member_path, weights, policy=policy, parity_images=parity_images)
+        assert isinstance(checked, RecheckResult)  # a member is a single artifact
+        result.members.append(checked)
+    return result

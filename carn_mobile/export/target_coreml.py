@@ -8,6 +8,8 @@ package with that executor's own reader.
 
 from __future__ import annotations
 
+import importlib
+import platform
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,7 @@ from ..parity import StructuralCheck
 from ..runtimes import INPUT_NAME, OUTPUT_NAME, UnsupportedPlatformError, require, version_of
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
-from .registry import register_target
+from .targets import register_target
 from .wrapper import SuperResolver, count_conv_calls, weight_counts
 
 if TYPE_CHECKING:
@@ -45,6 +47,30 @@ class _ImageOutput(nn.Module):
         return self.inner(lr) * 255.0
 
 
+def coreml_writer_missing() -> str | None:
+    """Why coremltools cannot write ``.mlpackage`` files here, or ``None`` when it can.
+
+    Converting to an ML program needs coremltools' native BlobWriter (weights file) and model
+    package libraries; its wheels for Linux aarch64 ship without them, and conversion then
+    fails deep inside with ``RuntimeError: BlobWriter not loaded``. Probed directly, so a future
+    wheel that has them is picked up.
+    """
+    missing = []
+    libraries = (("coremltools.libmilstoragepython", "BlobWriter"), ("coremltools.libmodelpackage", "ModelPackage"))
+    for module, what in libraries:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(what)
+    if not missing:
+        return None
+    return (
+        f"coremltools on {platform.system()} {platform.machine()} has no native {' or '.join(missing)} library, so it "
+        "cannot write Core ML packages; export Core ML on macOS or Linux x86-64 (carn-parity verifies the "
+        ".mlpackage here), or choose another target"
+    )
+
+
 @register_target
 class CoreMLTarget(Target):
     name = "coreml"
@@ -61,8 +87,6 @@ class CoreMLTarget(Target):
     def check_available(self) -> None:
         """The package, and on this platform its native writer libraries (absent on Linux aarch64)."""
         super().check_available()
-        from ..environment import coreml_writer_missing
-
         reason = coreml_writer_missing()
         if reason:
             raise UnsupportedPlatformError(reason)

@@ -16,10 +16,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ..quantization.pt2e import PT2E_QUANTIZER
 from ..runtimes import ShapeSpec, require, version_of
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
-from .registry import register_target
+from .targets import register_target
 from .wrapper import SuperResolver, graph_for_precision
 
 
@@ -35,18 +36,20 @@ class ExecuTorchTarget(Target):
     requires = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch.runtime")
     precisions = ("fp32", "fp16", "int8")
     default_max_side = 256
+    quantizer = PT2E_QUANTIZER
+    profiler = "executorch"
     #: The int8 reference is recomputed from the recipe and the calibration patches.
     reference_needs_calibration: ClassVar[bool] = True
 
-    def __init__(self) -> None:
-        self._references: dict[str, torch.fx.GraphModule] = {}  # artifact path -> converted int8 graph
-
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
+        from ..quantization.pt2e import reference_function
+
         dynamic = request.export_dims()
         quantized: dict = {}
+        reference = None
         if request.precision_row.quantized:
             converted, quantized = self._quantize(module, request)
-            self._references[str(out)] = converted
+            reference = reference_function(converted)  # the gate's reference: no second quantization
             graph_module = converted
         else:
             graph_module = graph_for_precision(module, request.precision)
@@ -72,6 +75,7 @@ class ExecuTorchTarget(Target):
                          "partitions")
         return ExportOutcome(
             notes=notes,
+            reference=reference,
             details={"delegate": "XnnpackBackend", "delegated_partitions": delegated["partitions"],
                      "delegated_ops": delegated, "planned_memory_bytes": planned,
                      "constant_methods": {"scale": request.scale}, **({"int8": quantized} if quantized else {})},
@@ -88,15 +92,15 @@ class ExecuTorchTarget(Target):
         calibration = request.quantization.calibration.for_scale(request.scale)
         side = max(request.shape.bounds[1], calibration.patches[0].shape[-1], 64)
         calibrated = replace(request, shape=ShapeSpec(min_side=2, max_side=side))
-        return quantize_pt2e(module, calibrated.example_input(), calibrated.export_dims(), calibration)
+        return quantize_pt2e(module, calibrated.example_input(), calibrated.export_dims(), calibration,
+                             request.quantization.recipe)
 
     def quantized_reference(self, path: Path, request: ExportRequest,
                             module: SuperResolver) -> Callable[[np.ndarray], np.ndarray]:
+        """carn-parity: quantize again, deterministic for the recorded recipe and calibration."""
         from ..quantization.pt2e import reference_function
 
-        converted = self._references.pop(str(path), None)
-        if converted is None:  # carn-parity: quantize again, deterministic for the recorded calibration
-            converted, _ = self._quantize(module, request)
+        converted, _ = self._quantize(module, request)
         return reference_function(converted)
 
     def versions(self) -> dict[str, str | None]:

@@ -13,7 +13,7 @@ import torch
 
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
-from .registry import register_target
+from .targets import register_target
 from .wrapper import SuperResolver
 
 

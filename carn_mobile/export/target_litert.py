@@ -30,9 +30,9 @@ from torch import nn
 from ..parity import StructuralCheck
 from ..runtimes import INPUT_NAME, LAYOUTS, OUTPUT_NAME, require, version_of
 from ..runtimes.quiet import captured_output
-from .base import ExportOutcome, ExportRequest, Target
+from .base import ExportOutcome, ExportRequest, Target, TargetOption
 from .depth_to_space import with_dcr_upsampler
-from .registry import register_target
+from .targets import register_target
 from .wrapper import SuperResolver
 
 #: Name of the metadata entry carrying the artifact's ``carn_mobile.*`` keys, layout included (JSON).
@@ -79,6 +79,14 @@ class LiteRTTarget(Target):
     requires = ("litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer")
     precisions = ("fp32", "fp16")
     precision_note = "int8 is not done for LiteRT yet; use --target onnx or executorch (docs/int8.md)"
+    options = (TargetOption("--layout", "layout", choices=("nchw", "nhwc"),
+                            help="I/O tensor layout (default nchw, the contract; nhwc is what Android bitmaps and "
+                                 "LiteRT's GPU delegate use, and leaves no TRANSPOSE in the graph)"),)
+    platform_limits = {
+        "aarch64": "the litert target needs litert-torch, whose ai-edge-litert 2.3 has no Linux aarch64 wheel (the "
+                   "litert extra installs only the 2.2 interpreter here); export LiteRT on x86-64 (carn-parity runs "
+                   "those .tflite files here)",
+    }
 
     def __init__(self, layout: str = "NCHW") -> None:
         self.layout = layout
@@ -111,7 +119,7 @@ class LiteRTTarget(Target):
             with tempfile.TemporaryDirectory(prefix="carn-litert-") as tmp:
                 converted.export(str(Path(tmp) / "model.tflite"))
                 data = (Path(tmp) / "model.tflite").read_bytes()
-            if request.precision == "fp16":
+            if request.precision_row.weight_dtype == "float16":
                 data = _float16_weights(data)
         # request.metadata already names the layout (carn_mobile.layout), which the runner reads.
         data = _with_metadata(data, request.metadata | {"carn_mobile.stored_lr_size": f"{h}x{w}"})
@@ -148,7 +156,7 @@ class LiteRTTarget(Target):
         checks.append(StructuralCheck("GPU delegate ops", info["gpu_compatible"],
                                       "all supported" if info["gpu_compatible"]
                                       else f"outside the set: {info['gpu_unsupported']}"))
-        if request.precision == "fp16":
+        if request.precision_row.weight_dtype == "float16":
             ok = info["weight_types"] == ["FLOAT16"]
             checks.append(StructuralCheck("weights dtype", ok, f"conv weights {info['weight_types']}"))
         ok = meta.get("carn_mobile.scale") == str(request.scale)

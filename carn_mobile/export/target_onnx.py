@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from ..parity import StructuralCheck
+from ..quantization.onnx_qdq import QDQ_QUANTIZER
 from ..runtimes import INPUT_NAME, OUTPUT_NAME, ShapeSpec, require, version_of
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target
-from .registry import register_target
+from .targets import register_target
 from .wrapper import SuperResolver, graph_for_precision
 
 OPSET = 18
@@ -63,6 +64,8 @@ class OnnxTarget(Target):
     description = "ONNX (opset 18) for ONNX Runtime (Mobile), dynamic H/W"
     requires = ("onnx", "onnxscript", "onnxsim", "onnxruntime")
     precisions = ("fp32", "fp16", "int8")
+    quantizer = QDQ_QUANTIZER
+    profiler = "onnxruntime"
 
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
         onnx = require("onnx", self.extra, "the onnx target")

@@ -22,10 +22,10 @@ import torch
 from ..parity import StructuralCheck
 from ..runtimes import require
 from ..runtimes.quiet import captured_output
-from .base import ExportOutcome, ExportRequest, Target
+from .base import ExportOutcome, ExportRequest, Target, TargetOption
 from .depth_to_space import FORMS, DCROps, depth_to_space_dcr, with_dcr_upsampler
-from .registry import register_target
 from .target_onnx import OPSET, OnnxTarget, onnx_model
+from .targets import register_target
 from .wrapper import SuperResolver, graph_for_precision
 
 #: ORT graph optimization level baked into the ``.ort`` (see the module docstring).
@@ -81,6 +81,9 @@ class OrtMobileTarget(Target):
     precisions = ("fp32", "fp16")
     precision_note = "int8 is not done for the .ort format yet; use --target onnx (docs/int8.md)"
     companions = (CONFIG_SUFFIX,)
+    options = (TargetOption("--depth-to-space", "depth_to_space", choices=FORMS,
+                            help="upsampler form: dcr (default; what ORT's NNAPI and Core ML NeuralNetwork EPs "
+                                 "take) or crd (PyTorch's PixelShuffle as exported)"),)
 
     def __init__(self, depth_to_space: str = "dcr") -> None:
         self.depth_to_space = depth_to_space

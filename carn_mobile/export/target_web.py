@@ -16,9 +16,9 @@ from ..parity import StructuralCheck
 from ..runtimes import INPUT_NAME, OUTPUT_NAME
 from ..web import site as web_site
 from ..web.ort_web import OrtWebSource, integrity
-from .base import ExportOutcome, ExportRequest, Target
-from .registry import register_target
+from .base import ExportOutcome, ExportRequest, Target, TargetOption
 from .target_onnx import OnnxTarget
+from .targets import register_target
 from .wrapper import SuperResolver
 
 #: The models are the onnx target's graphs, converted and checked by it.
@@ -41,6 +41,13 @@ class WebTarget(Target):
     )
     bundled = True
     member_suffix = ".onnx"
+    options = (
+        TargetOption("--ort-web", "ort_web", metavar="DIR",
+                     help="copy ONNX Runtime Web from this dist folder (node_modules/onnxruntime-web/dist) into the "
+                          "site, so it works offline (default: load the pinned release by URL, integrity-checked)"),
+        TargetOption("--ort-web-url", "ort_web_url", metavar="URL",
+                     help="base URL of onnxruntime-web's dist folder to load instead"),
+    )
 
     def __init__(self, ort: OrtWebSource | None = None) -> None:
         self.ort = ort

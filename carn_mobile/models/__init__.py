@@ -13,8 +13,8 @@ from .carn import (
     init_uniform_,
     single_scale_state,
 )
-from .registry import build_model, list_models, register_model
 from .scales import PAPER_SCALES, SUPPORTED_SCALES, check_scale, parse_scales, upsample_stages
+from .zoo import build_model, list_models, register_model
 
 __all__ = [
     "CARN",

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from .blocks import CascadeFusion, EfficientResidualBlock, MeanShift, ResidualBlock, Upsampler
-from .registry import register_model
 from .scales import PAPER_SCALES, check_scale
+from .zoo import register_model
 
 BlockKind = Literal["residual", "residual_e"]
 

@@ -22,9 +22,21 @@ import numpy as np
 from ..runtimes import INPUT_NAME, OUTPUT_NAME, require
 from ..runtimes.quiet import captured_output
 from .calibration import CalibrationSet
-from .recipe import Recipe
+from .recipe import PERCENTILE, QuantizerSpec, Recipe
 
 _TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
+
+#: What ``quantize_static`` can apply: every field of the recipe (its defaults: the measured table
+#: in :mod:`.recipe`).
+QDQ_QUANTIZER = QuantizerSpec(
+    name="onnxruntime-qdq",
+    label="the onnx target's quantizer (onnxruntime quantize_static, QDQ)",
+    defaults=Recipe(method="Percentile", percentile=PERCENTILE, per_channel=True, weight_type="int8",
+                    activation_type="uint8", output_grid=True),
+    accepts={"method": ("MinMax", "Percentile", "Entropy"), "percentile": None, "per_channel": (True, False),
+             "weight_type": tuple(_TYPES), "activation_type": tuple(_TYPES), "output_grid": (True, False),
+             "float_modules": None},
+)
 
 
 def float_nodes(model, recipe: Recipe) -> dict[str, str]:
@@ -73,6 +85,8 @@ def quantize_onnx(float_model: Path, out: Path, recipe: Recipe, calibration: Cal
     """Write the int8 QDQ form of ``float_model`` (dynamic H/W) to ``out``; returns details for the manifest."""
     onnx = require("onnx", "export", "int8 ONNX")
     quantization = require("onnxruntime.quantization", "export", "int8 ONNX")
+    if recipe != QDQ_QUANTIZER.resolve(recipe):
+        raise ValueError("quantize_onnx needs a recipe resolved by QDQ_QUANTIZER")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source = onnx.load(str(float_model))
@@ -82,7 +96,9 @@ def quantize_onnx(float_model: Path, out: Path, recipe: Recipe, calibration: Cal
             quant_pre_process(str(float_model), str(pre), skip_symbolic_shape=False)
         prepared = onnx.load(str(pre))
         excluded = float_nodes(prepared, recipe)
-        grid = {name: [{"scale": np.array(1.0 / 255.0, dtype=np.float32), "zero_point": np.array(0, dtype=np.uint8)}]
+        # [0, 1] on the 8-bit grid: zero point at the type's lowest level (0 for uint8, -128 for int8).
+        low = np.array(0, np.uint8) if recipe.activation_type == "uint8" else np.array(-128, np.int8)
+        grid = {name: [{"scale": np.array(1.0 / 255.0, dtype=np.float32), "zero_point": low}]
                 for name in output_grid_tensors(prepared)} if recipe.output_grid else {}
         reader = _Reader(calibration)
         with captured_output():
@@ -94,7 +110,7 @@ def quantize_onnx(float_model: Path, out: Path, recipe: Recipe, calibration: Cal
                 weight_type=getattr(quantization.QuantType, _TYPES[recipe.weight_type]),
                 calibrate_method=getattr(quantization.CalibrationMethod, recipe.method),
                 nodes_to_exclude=list(excluded),
-                extra_options={"CalibPercentile": recipe.percentile, "CalibTensorRangeSymmetric": False,
+                extra_options={"CalibPercentile": recipe.percentile or PERCENTILE, "CalibTensorRangeSymmetric": False,
                                "CalibStridedMinMax": _chunk(calibration, len(prepared.graph.node)),
                                "TensorQuantOverrides": grid},
             )  # fmt: skip

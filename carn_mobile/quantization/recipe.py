@@ -24,11 +24,17 @@ them in float buys at most 0.01 dB and costs up to a quarter of the int8 speed-u
 islands need their own dequantize/quantize and layout reorders). ``float_modules`` remains
 for a target whose int8 kernels reject a layer; each entry carries its reason into the
 manifest.
+
+The table is onnxruntime's; ExecuTorch's PT2E path measured its quantizer's HistogramObserver
+best (Set5 0.024 dB). So a :class:`Recipe` leaves a field unset to take the quantizer's own
+measured default, and each quantizer declares its defaults and the values it can apply
+(:class:`QuantizerSpec`): an export either applies every field of the recipe it was given or is
+refused in one line naming the field, and the manifest records the recipe as applied.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: Rewrites that are exact in float but not in int8, measured (CARN-M x4, T91+BSD200 patches).
@@ -42,27 +48,50 @@ SKIPPED_REWRITES = {
 #: 334 ms), but XNNPACK's lost 40 % (150 -> 210 ms) and the files grew by 40 % (zero blocks).
 INT8_REWRITES = ("pad-exit",)
 
-#: Calibration methods a recipe may name (onnxruntime's ``CalibrationMethod`` members).
-CALIBRATION_METHODS = ("MinMax", "Percentile", "Entropy")
+#: Calibration methods a recipe may name, over every quantizer (each accepts its own subset):
+#: onnxruntime's ``CalibrationMethod`` members and the PT2E observers (``Histogram``).
+CALIBRATION_METHODS = ("MinMax", "Percentile", "Entropy", "Histogram")
+
+#: onnxruntime's percentile default, which the Percentile method uses unless the recipe names one.
+PERCENTILE = 99.999
+
+#: Recipe fields a quantizer applies itself (the rewrite fields are applied by the export pipeline,
+#: before any quantizer runs, so every quantizer honours them alike).
+QUANTIZER_FIELDS = ("method", "percentile", "per_channel", "weight_type", "activation_type", "output_grid",
+                    "float_modules")
+
+#: How each field is named to a user (the CLI option where there is one).
+FIELD_NAMES = {"method": "calibration method (--calibration-method)", "percentile": "percentile",
+               "per_channel": "per_channel", "weight_type": "weight_type", "activation_type": "activation_type",
+               "output_grid": "output_grid", "float_modules": "float_modules"}
+
+
+class RecipeRefused(ValueError):
+    """A quantizer cannot apply a field of the recipe it was given (the message names the field)."""
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a float32 CARN becomes int8, independent of the target's file format."""
+    """How a float32 CARN becomes int8, independent of the target's file format.
+
+    A field left ``None`` takes the quantizer's own measured default (:class:`QuantizerSpec`);
+    :meth:`QuantizerSpec.resolve` turns a recipe into the one a quantizer applies, every field
+    set, or refuses it naming the field. Manifests record that resolved recipe: what was applied.
+    """
 
     #: Activation range estimator; see the module docstring for the measurement.
-    method: str = "Percentile"
-    #: Percentile kept by the ``Percentile`` method (onnxruntime's default).
-    percentile: float = 99.999
-    #: Weights: one scale per output channel (groups and all), symmetric int8.
-    per_channel: bool = True
-    weight_type: str = "int8"
-    #: Activations (onnxruntime): asymmetric uint8, so post-ReLU tensors use the whole range;
-    #: int8 activations ran 1.8x slower there on a VNNI Xeon (measured when the issue was filed).
-    activation_type: str = "uint8"
+    method: str | None = None
+    #: Percentile kept by the ``Percentile`` method (onnxruntime's default 99.999).
+    percentile: float | None = None
+    #: Weights: one scale per output channel (groups and all), symmetric.
+    per_channel: bool | None = None
+    weight_type: str | None = None
+    #: Activations: asymmetric uint8 in onnxruntime, so post-ReLU tensors use the whole range
+    #: (int8 activations ran 1.8x slower there on a VNNI Xeon); XNNPACK's kernels take int8.
+    activation_type: str | None = None
     #: The exit conv's output (the picture, clamped to [0, 1] by the graph) on the 8-bit image
     #: grid (scale 1/255) instead of a calibrated range; see ``onnx_qdq.output_grid_tensors``.
-    output_grid: bool = True
+    output_grid: bool | None = None
     #: Module names (as in the PyTorch model, e.g. ``net.exit``) kept in float, with the reason.
     float_modules: dict[str, str] = field(default_factory=dict)
     #: Default graph rewrites (``carn_mobile.export.rewrites``) an int8 export leaves out, with the reason.
@@ -71,10 +100,16 @@ class Recipe:
     add_rewrites: tuple[str, ...] = INT8_REWRITES
 
     def __post_init__(self) -> None:
-        if self.method not in CALIBRATION_METHODS:
+        if self.method is not None and self.method not in CALIBRATION_METHODS:
             raise ValueError(f"unknown calibration method {self.method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
-        if not 50.0 < self.percentile <= 100.0:
+        if self.percentile is not None and not 50.0 < self.percentile <= 100.0:
             raise ValueError(f"percentile must be in (50, 100], got {self.percentile}")
+
+    @property
+    def complete(self) -> bool:
+        """Whether every quantizer field is set (a resolved recipe, as manifests record it)."""
+        return all(getattr(self, f) is not None for f in QUANTIZER_FIELDS if f != "percentile") and (
+            (self.percentile is not None) == (self.method == "Percentile"))
 
     def rewrites(self, defaults: tuple[str, ...]) -> tuple[str, ...]:
         """The rewrite names an int8 export applies, given the float defaults."""
@@ -89,23 +124,75 @@ class Recipe:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "percentile": self.percentile if self.method == "Percentile" else None,
+        return {"method": self.method, "percentile": self.percentile,
                 "per_channel": self.per_channel, "weight_type": self.weight_type, "output_grid": self.output_grid,
                 "activation_type": self.activation_type, "float_modules": dict(self.float_modules),
                 "skip_rewrites": dict(self.skip_rewrites), "add_rewrites": list(self.add_rewrites)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Recipe:
-        """The recipe a manifest recorded (``ValueError`` when it is not one)."""
+        """The recipe a manifest recorded (``ValueError`` when it is not a complete one)."""
         try:
-            return cls(method=data["method"], percentile=data.get("percentile") or cls.percentile,
-                       per_channel=bool(data["per_channel"]), weight_type=data["weight_type"],
-                       output_grid=bool(data.get("output_grid", False)),
-                       activation_type=data["activation_type"], float_modules=dict(data.get("float_modules", {})),
-                       skip_rewrites=dict(data.get("skip_rewrites", {})),
-                       add_rewrites=tuple(data.get("add_rewrites", ())))
+            recipe = cls(method=data["method"], percentile=data.get("percentile"),
+                         per_channel=bool(data["per_channel"]), weight_type=data["weight_type"],
+                         output_grid=bool(data["output_grid"]), activation_type=data["activation_type"],
+                         float_modules=dict(data.get("float_modules", {})),
+                         skip_rewrites=dict(data.get("skip_rewrites", {})),
+                         add_rewrites=tuple(data.get("add_rewrites", ())))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"the manifest's quantization recipe is incomplete ({exc})") from None
+        if not recipe.complete:
+            raise ValueError("the manifest's quantization recipe is incomplete (a field is unset)")
+        return recipe
 
 
+#: Every field unset: each quantizer's measured defaults.
 DEFAULT_RECIPE = Recipe()
+
+
+@dataclass(frozen=True)
+class QuantizerSpec:
+    """What one quantizer applies: its default for every recipe field and the values it accepts.
+
+    ``accepts`` maps a field to the values the quantizer can apply (``None``: any value of the
+    field's type). A quantizer module declares one spec and applies every field of the resolved
+    recipe it is handed; the tests check each field either changes its output or is refused.
+    """
+
+    name: str
+    #: In messages: what the quantizer is, e.g. "onnxruntime's quantize_static (QDQ)".
+    label: str
+    defaults: Recipe
+    accepts: dict[str, tuple[Any, ...] | None]
+
+    def __post_init__(self) -> None:
+        missing = [f for f in QUANTIZER_FIELDS if f not in self.accepts]
+        if missing or not self.defaults.complete:
+            raise ValueError(f"quantizer {self.name} must declare every recipe field (missing {missing})")
+
+    def resolve(self, recipe: Recipe) -> Recipe:
+        """``recipe`` with every unset field at this quantizer's default; :class:`RecipeRefused`
+        naming the first field it cannot apply."""
+        values = {f: getattr(recipe, f) for f in QUANTIZER_FIELDS}
+        for name, value in values.items():
+            if value is None or (name == "float_modules" and not value):
+                values[name] = getattr(self.defaults, name)
+        if values["method"] != "Percentile":
+            if recipe.percentile is not None:
+                raise RecipeRefused(f"the recipe's percentile applies to calibration method Percentile only, "
+                                    f"not {values['method']}")
+            values["percentile"] = None
+        elif values["percentile"] is None:
+            values["percentile"] = PERCENTILE
+        for name in QUANTIZER_FIELDS:
+            allowed, value = self.accepts[name], values[name]
+            if allowed is None or value is None:
+                continue
+            # float_modules: ``()`` says the quantizer keeps no module in float.
+            ok = not value if name == "float_modules" else value in allowed
+            if not ok:
+                offer = "none" if name == "float_modules" else ", ".join(str(a) for a in allowed)
+                shown = sorted(value) if name == "float_modules" else value
+                raise RecipeRefused(f"{self.label} cannot apply the recipe's {FIELD_NAMES[name]} {shown!r}; "
+                                    f"it applies: {offer}")
+        return replace(recipe, **values)

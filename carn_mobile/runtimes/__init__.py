@@ -16,7 +16,7 @@ from .contract import (
     parse_shape,
 )
 from .optional import MissingDependencyError, UnsupportedPlatformError, require, version_of
-from .registry import RUNNER_MODULES, get_runner, list_runners, register_runner
+from .runners import RUNNER_MODULES, get_runner, list_runners, register_runner
 
 __all__ = [
     "RUNNER_MODULES",

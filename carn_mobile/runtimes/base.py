@@ -22,7 +22,7 @@ class Runner(ABC):
 
     Subclasses set the class attributes and implement :meth:`load`, decorate themselves with
     :func:`carn_mobile.runtimes.register_runner` and are listed in
-    :data:`carn_mobile.runtimes.registry.RUNNER_MODULES`; an export target names the runners
+    :data:`carn_mobile.runtimes.runners.RUNNER_MODULES`; an export target names the runners
     of its artifacts (``Target.runners``).
     """
 

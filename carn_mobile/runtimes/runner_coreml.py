@@ -15,7 +15,7 @@ import numpy as np
 from .base import LoadedArtifact, Runner, RunnerUnavailable, as_model_input
 from .contract import INPUT_NAME, OUTPUT_NAME
 from .optional import require, version_of
-from .registry import register_runner
+from .runners import register_runner
 
 
 @register_runner

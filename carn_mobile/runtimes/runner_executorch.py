@@ -10,7 +10,7 @@ import torch
 from .base import LoadedArtifact, Runner, as_model_input
 from .optional import require, version_of
 from .quiet import captured_output
-from .registry import register_runner
+from .runners import register_runner
 
 
 @register_runner

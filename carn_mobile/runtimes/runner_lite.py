@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .base import LoadedArtifact, Runner, as_model_input
-from .registry import register_runner
+from .runners import register_runner
 
 
 @register_runner

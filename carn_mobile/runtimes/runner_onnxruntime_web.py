@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import LoadedArtifact, Runner, RunnerUnavailable, as_model_input
-from .registry import register_runner
+from .runners import register_runner
 
 
 @register_runner

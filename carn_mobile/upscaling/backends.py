@@ -128,21 +128,22 @@ class ArtifactBackend:
     """
 
     def __init__(self, name: str, model: CARN, artifact: Path, scale: int) -> None:
-        from ..export import read_manifest
-        from ..parity import pick_runner
-        from ..runtimes import ShapeSpec
+        from ..export import ExportRequest, get_target, open_artifact, read_manifest
+        from ..runtimes import RunnerUnavailable
 
         manifest = read_manifest(artifact)
-        runner, why_not = pick_runner(manifest["target"])  # the first available, as parity uses
-        if runner is None:
-            raise RuntimeError(f"the {name} backend cannot run here: {why_not}")
+        target = get_target(manifest["target"])
+        shape = ExportRequest.from_manifest(manifest, target, artifact.name).shape
+        try:
+            opened = open_artifact(artifact, target)  # the gate's own runner rule
+        except RunnerUnavailable as exc:
+            raise RuntimeError(f"the {name} backend cannot run here: {exc}") from None
         self.name = name
         self.scale = int(scale)
         self.config = model.config
         self.artifact = artifact
-        shape = ShapeSpec.from_json(manifest["shape"])
         self.max_side: int | None = shape.bounds[1] if shape.kind == "dynamic" else None
-        self._run = runner.load(artifact)
+        self._run = opened
 
     def run(self, lr: np.ndarray) -> np.ndarray:
         if lr.ndim != 4 or lr.shape[1] != 3:
@@ -159,17 +160,21 @@ def cache_dir() -> Path:
 
 def cached_artifact(target: str, ref: WeightsRef, scale: int) -> Path:
     """The cached, parity-checked dynamic ``target`` export of the weights at ``scale`` (made on first use)."""
-    from ..export import DEFAULT_REWRITES, artifact_filename, export_model, get_target, read_manifest
+    from ..export import DEFAULT_REWRITES, ExportRequest, export_model, get_target, read_manifest
+    from ..export.pipeline import artifact_path
     from ..fileio import sha256_file
     from ..runtimes import parse_shape
 
     adapter = get_target(target)
     folder = cache_dir() / target / ref.sha256[:16]
     shape = parse_shape("dynamic").with_default_max(adapter.default_max_side)
-    path = folder / artifact_filename(ref.arch, scale, "fp32", adapter.suffix, shape)
+    path = artifact_path(adapter, ExportRequest(ref.arch, scale, "fp32", shape), folder)  # where the export writes it
     if path.exists():
         manifest = read_manifest(path)
-        current = manifest.get("export", {}).get("rewrites") == list(DEFAULT_REWRITES)  # else made by an older graph
+        try:
+            current = ExportRequest.from_manifest(manifest, adapter, path.name).rewrites == DEFAULT_REWRITES
+        except ValueError:  # a manifest this version cannot read back: export again
+            current = False
         if manifest["file"]["sha256"] == sha256_file(path) and manifest["parity"]["status"] == "passed" and current:
             return path
     log.info("first use of the %s backend at x%d: exporting and checking the artifact once, into %s "

@@ -14,7 +14,7 @@ T = TypeVar("T")
 C = TypeVar("C", bound=type)
 
 
-class Registry(Generic[T]):
+class PluginRegistry(Generic[T]):
     """Instances of registered classes by their ``name``; the listed ``modules`` register them on import."""
 
     def __init__(self, kind: str, package: str, modules: tuple[str, ...], order: Callable[[T], object]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from ..registry import Registry
+from ..plugins import PluginRegistry
 from .base import Runner
 
 #: Modules of this package that define runners; importing one registers its runner. Importing a
@@ -25,7 +25,7 @@ RUNNER_MODULES = (
     "runner_litert",
 )
 
-_RUNNERS: Registry[Runner] = Registry("runner", __package__, RUNNER_MODULES, order=lambda r: r.name)
+_RUNNERS: PluginRegistry[Runner] = PluginRegistry("runner", __package__, RUNNER_MODULES, order=lambda r: r.name)
 
 R = TypeVar("R", bound=type[Runner])
 
