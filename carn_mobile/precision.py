@@ -65,6 +65,14 @@ class Precision:
     min_float_psnr_db: float | None = None
     #: Quality gate (quantized only): largest task-PSNR drop against float32, in dB.
     max_task_psnr_drop_db: float | None = None
+    #: Quantized only: bits of the stored weights and of the activations; each quantizer maps them
+    #: to the integer types it has (``QuantizerSpec.weight_types`` / ``activation_types``).
+    weight_bits: int | None = None
+    activation_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.quantized != (self.weight_bits is not None and self.activation_bits is not None):
+            raise ValueError(f"precision {self.name}: a quantized row names its weight and activation bits")
 
     @property
     def lossy(self) -> bool:
@@ -76,7 +84,8 @@ class Precision:
              "tolerance": self.tolerance.to_json()}
         if self.quantized:
             d |= {"quantized": True, "min_float_psnr_db": self.min_float_psnr_db,
-                  "max_task_psnr_drop_db": self.max_task_psnr_drop_db}
+                  "max_task_psnr_drop_db": self.max_task_psnr_drop_db, "weight_bits": self.weight_bits,
+                  "activation_bits": self.activation_bits}
         return d
 
 
@@ -89,7 +98,7 @@ FP16 = Precision("fp16", "float16 weights and compute (float32 I/O)", "float16",
 
 INT8 = Precision("int8", "int8 weights (per channel) and activations, calibrated (float32 I/O)", "int8", "int8",
                  Tolerance(max_abs=0.1, min_psnr_db=40.0), quantized=True, min_float_psnr_db=40.0,
-                 max_task_psnr_drop_db=0.1)
+                 max_task_psnr_drop_db=0.1, weight_bits=8, activation_bits=8)
 
 #: name -> row, in the order the CLI lists them.
 PRECISIONS: dict[str, Precision] = {p.name: p for p in (FP32, FP16, INT8)}

@@ -114,7 +114,7 @@ def test_training_images_calibrate_deterministically(tmp_path) -> None:
     train = require_shared("data", "train")
     a = CalibrationSource(train, count=8).for_scale(4)
     assert a.images == 8 and a.sha256 == CalibrationSource(train, count=8).for_scale(4).sha256
-    quantization = Quantization.for_quantizer(QDQ_QUANTIZER, calibration=CalibrationSource(train, count=8))
+    quantization = Quantization.for_quantizer(QDQ_QUANTIZER, "int8", calibration=CalibrationSource(train, count=8))
     assert quantization.to_json(4)["calibration"]["sha256"] == a.sha256
 
 

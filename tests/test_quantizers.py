@@ -110,9 +110,9 @@ CASES = [
          check=lambda a, b: _pt2e_activation_scales(a) != _pt2e_activation_scales(b)),
     Case("pt2e-xnnpack", "percentile", 99.0, refused="percentile applies to calibration method Percentile only"),
     Case("pt2e-xnnpack", "per_channel", False, check=lambda a, b: _pt2e_per_channel(a) and not _pt2e_per_channel(b)),
-    Case("pt2e-xnnpack", "weight_type", "uint8", refused="weight_type 'uint8'; it applies: int8"),
-    Case("pt2e-xnnpack", "activation_type", "uint8", refused="activation_type 'uint8'; it applies: int8"),
-    Case("pt2e-xnnpack", "output_grid", True, refused="output_grid True; it applies: False"),
+    Case("pt2e-xnnpack", "weight_type", "uint8", refused="weight_type 'uint8'; it applies: int8 (for int8)"),
+    Case("pt2e-xnnpack", "activation_type", "uint8", refused="activation_type 'uint8'; it applies: int8 (for int8)"),
+    Case("pt2e-xnnpack", "output_grid", True, refused="output_grid True; it applies: False (for int8)"),
     Case("pt2e-xnnpack", "float_modules", {"net.exit": "test"},
          check=lambda a, b: _pt2e_quantized_convs(b) == _pt2e_quantized_convs(a) - 1),
 ]
@@ -138,7 +138,7 @@ def test_every_quantizer_has_a_case_for_every_recipe_field() -> None:
     assert covered == {(q, f) for q in quantizers for f in QUANTIZER_FIELDS}
     for case in CASES:  # each case sets a value other than the quantizer's default
         spec = QDQ_QUANTIZER if case.quantizer == "onnxruntime-qdq" else PT2E_QUANTIZER
-        assert getattr(spec.defaults, case.field) != case.value, case
+        assert getattr(spec.resolve(Recipe(), "int8"), case.field) != case.value, case
 
 
 # --- quantizing the small network -------------------------------------------------------------
@@ -252,3 +252,16 @@ def test_all_targets_skip_the_quantizer_that_refuses_and_plan_what_each_applies(
     jobs, _ = plan_exports(shipped, (2, 3, 4), ["onnx", "executorch"], [4], precision="int8", out_dir=tmp_path,
                            recipe=Recipe(skip_rewrites={}, add_rewrites=()))
     assert all("cascade-as-sum" in j.request.rewrites and "pad-exit" not in j.request.rewrites for j in jobs)
+
+
+def test_a_precision_whose_bit_widths_a_quantizer_lacks_is_refused(monkeypatch) -> None:
+    from dataclasses import replace
+
+    from carn_mobile import precision as table
+
+    monkeypatch.setitem(table.PRECISIONS, "w4a8", replace(table.INT8, name="w4a8", weight_bits=4))
+    for spec in (QDQ_QUANTIZER, PT2E_QUANTIZER):
+        with pytest.raises(RecipeRefused, match="has no 4-bit weights, which w4a8 needs"):
+            spec.resolve(Recipe(), "w4a8")
+    with pytest.raises(ValueError, match="fp16 is not a quantized precision"):
+        QDQ_QUANTIZER.resolve(Recipe(), "fp16")

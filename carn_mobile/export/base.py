@@ -94,7 +94,7 @@ class ExportRequest:
             if target.quantizer is None:
                 raise ValueError(f"{artifact}: the {target.name} target has no quantizer for {precision.name}")
             # The reference is quantized again only where the target recomputes it.
-            quantization = Quantization.from_json(manifest.get("quantization"), target.quantizer,
+            quantization = Quantization.from_json(manifest.get("quantization"), target.quantizer, precision.name,
                                                   target.reference_needs_calibration, artifact)
         return cls(
             model=manifest["model"],

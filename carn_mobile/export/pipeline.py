@@ -236,7 +236,7 @@ def _quantization(target: Target, precision: str, recipe: Recipe | None,
         return None  # a precision the target does not offer is refused by Target.unsupported
     if target.quantizer is None:
         raise TypeError(f"the {target.name} target lists {precision} but declares no quantizer")
-    return Quantization.for_quantizer(target.quantizer, recipe or DEFAULT_RECIPE, calibration)
+    return Quantization.for_quantizer(target.quantizer, precision, recipe or DEFAULT_RECIPE, calibration)
 
 
 def run_export(

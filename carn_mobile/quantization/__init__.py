@@ -26,10 +26,11 @@ class Quantization:
     calibration: CalibrationSource = field(default_factory=CalibrationSource)
 
     @classmethod
-    def for_quantizer(cls, spec: QuantizerSpec, recipe: Recipe = DEFAULT_RECIPE,
+    def for_quantizer(cls, spec: QuantizerSpec, precision: str, recipe: Recipe = DEFAULT_RECIPE,
                       calibration: CalibrationSource | None = None) -> Quantization:
-        """``recipe`` resolved by ``spec`` (:class:`RecipeRefused` naming a field it cannot apply)."""
-        return cls(spec.resolve(recipe), spec.name, calibration or CalibrationSource())
+        """``recipe`` resolved by ``spec`` for ``precision`` (:class:`RecipeRefused` naming a field
+        it cannot apply)."""
+        return cls(spec.resolve(recipe, precision), spec.name, calibration or CalibrationSource())
 
     def to_json(self, scale: int) -> dict[str, Any]:
         """The manifest's record: the applied recipe, its quantizer and the calibration set at ``scale``."""
@@ -37,9 +38,10 @@ class Quantization:
                 "calibration": self.calibration.for_scale(scale).to_json()}
 
     @classmethod
-    def from_json(cls, record: dict[str, Any] | None, spec: QuantizerSpec, with_calibration: bool,
+    def from_json(cls, record: dict[str, Any] | None, spec: QuantizerSpec, precision: str, with_calibration: bool,
                   artifact: str = "the artifact") -> Quantization:
-        """The quantization a manifest recorded, checked against ``spec`` (its target's quantizer).
+        """The quantization a manifest recorded for ``precision``, checked against ``spec`` (its
+        target's quantizer).
 
         ``with_calibration``: rebuild the calibration source (and check its patches' sha256), for a
         target whose quantized reference is computed again; else the recorded source is not needed.
@@ -52,7 +54,7 @@ class Quantization:
         if quantizer != spec.name:
             raise ValueError(f"{artifact}'s manifest records quantizer {quantizer!r}, not {spec.name!r} (written "
                              "before carn-mobile recorded the applied recipe, or by another target); export it again")
-        if spec.resolve(recipe) != recipe:
+        if spec.resolve(recipe, precision) != recipe:
             raise ValueError(f"{artifact}'s manifest records a recipe {spec.name} does not apply as recorded; "
                              "export it again")
         calibration = CalibrationSource()

@@ -31,11 +31,11 @@ _TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
 QDQ_QUANTIZER = QuantizerSpec(
     name="onnxruntime-qdq",
     label="the onnx target's quantizer (onnxruntime quantize_static, QDQ)",
-    defaults=Recipe(method="Percentile", percentile=PERCENTILE, per_channel=True, weight_type="int8",
-                    activation_type="uint8", output_grid=True),
+    defaults=Recipe(method="Percentile", percentile=PERCENTILE, per_channel=True, output_grid=True),
     accepts={"method": ("MinMax", "Percentile", "Entropy"), "percentile": None, "per_channel": (True, False),
-             "weight_type": tuple(_TYPES), "activation_type": tuple(_TYPES), "output_grid": (True, False),
-             "float_modules": None},
+             "output_grid": (True, False), "float_modules": None},
+    weight_types={8: ("int8", "uint8")},
+    activation_types={8: ("uint8", "int8")},
 )
 
 
@@ -85,7 +85,7 @@ def quantize_onnx(float_model: Path, out: Path, recipe: Recipe, calibration: Cal
     """Write the int8 QDQ form of ``float_model`` (dynamic H/W) to ``out``; returns details for the manifest."""
     onnx = require("onnx", "export", "int8 ONNX")
     quantization = require("onnxruntime.quantization", "export", "int8 ONNX")
-    if recipe != QDQ_QUANTIZER.resolve(recipe):
+    if not QDQ_QUANTIZER.applies(recipe):
         raise ValueError("quantize_onnx needs a recipe resolved by QDQ_QUANTIZER")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

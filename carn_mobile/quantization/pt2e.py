@@ -34,10 +34,11 @@ from .recipe import QuantizerSpec, Recipe
 PT2E_QUANTIZER = QuantizerSpec(
     name="pt2e-xnnpack",
     label="the executorch target's quantizer (PT2E, XNNPACKQuantizer)",
-    defaults=Recipe(method="Histogram", per_channel=True, weight_type="int8", activation_type="int8",
-                    output_grid=False),
+    defaults=Recipe(method="Histogram", per_channel=True, output_grid=False),
     accepts={"method": ("MinMax", "Histogram"), "percentile": (), "per_channel": (True, False),
-             "weight_type": ("int8",), "activation_type": ("int8",), "output_grid": (False,), "float_modules": None},
+             "output_grid": (False,), "float_modules": None},
+    weight_types={8: ("int8",)},
+    activation_types={8: ("int8",)},
 )
 
 #: The activation observer per calibration method.
@@ -104,7 +105,7 @@ def quantize_pt2e(module: torch.nn.Module, example: torch.Tensor, dynamic_shapes
     pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "executorch", "int8 ExecuTorch")
     xnn_quantizer = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch",
                             "int8 ExecuTorch")
-    if recipe != PT2E_QUANTIZER.resolve(recipe):
+    if not PT2E_QUANTIZER.applies(recipe):
         raise ValueError("quantize_pt2e needs a recipe resolved by PT2E_QUANTIZER")
     with captured_output(), torch.no_grad():
         exported = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes)

@@ -150,32 +150,53 @@ class Recipe:
 DEFAULT_RECIPE = Recipe()
 
 
+#: Integer types a recipe may name for weights and activations, by their width in bits.
+TYPE_BITS = {"int4": 4, "uint4": 4, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16}
+
+#: The type fields, whose values a quantizer offers per bit width (the precision's).
+_TYPE_FIELDS = ("weight_type", "activation_type")
+
+
 @dataclass(frozen=True)
 class QuantizerSpec:
     """What one quantizer applies: its default for every recipe field and the values it accepts.
 
     ``accepts`` maps a field to the values the quantizer can apply (``None``: any value of the
-    field's type). A quantizer module declares one spec and applies every field of the resolved
-    recipe it is handed; the tests check each field either changes its output or is refused.
+    field's type; for ``float_modules`` ``()`` means none can stay float). Types depend on the
+    precision: ``weight_types`` / ``activation_types`` map a bit width (``Precision.weight_bits`` /
+    ``activation_bits``) to the types offered, the default first; a width missing there is a
+    precision this quantizer cannot make. A quantizer module declares one spec and applies every
+    field of the resolved recipe it is handed; the tests check each field changes its output or
+    is refused.
     """
 
     name: str
     #: In messages: what the quantizer is, e.g. "onnxruntime's quantize_static (QDQ)".
     label: str
+    #: Every field but the types set (the percentile only with the Percentile method).
     defaults: Recipe
     accepts: dict[str, tuple[Any, ...] | None]
+    weight_types: dict[int, tuple[str, ...]]
+    activation_types: dict[int, tuple[str, ...]]
 
     def __post_init__(self) -> None:
-        missing = [f for f in QUANTIZER_FIELDS if f not in self.accepts]
-        if missing or not self.defaults.complete:
-            raise ValueError(f"quantizer {self.name} must declare every recipe field (missing {missing})")
+        fields = [f for f in QUANTIZER_FIELDS if f not in _TYPE_FIELDS]
+        missing = [f for f in fields if f not in self.accepts]
+        unset = [f for f in fields if f != "percentile" and getattr(self.defaults, f) is None]
+        if missing or unset:
+            raise ValueError(f"quantizer {self.name} must declare every recipe field (missing {missing + unset})")
 
-    def resolve(self, recipe: Recipe) -> Recipe:
-        """``recipe`` with every unset field at this quantizer's default; :class:`RecipeRefused`
-        naming the first field it cannot apply."""
+    def resolve(self, recipe: Recipe, precision: str = "int8") -> Recipe:
+        """``recipe`` with every unset field at this quantizer's default for ``precision``;
+        :class:`RecipeRefused` naming the first field it cannot apply."""
+        from ..precision import get_precision
+
+        row = get_precision(precision)
+        if not row.quantized:
+            raise ValueError(f"{precision} is not a quantized precision")
         values = {f: getattr(recipe, f) for f in QUANTIZER_FIELDS}
         for name, value in values.items():
-            if value is None or (name == "float_modules" and not value):
+            if name not in _TYPE_FIELDS and (value is None or (name == "float_modules" and not value)):
                 values[name] = getattr(self.defaults, name)
         if values["method"] != "Percentile":
             if recipe.percentile is not None:
@@ -184,15 +205,45 @@ class QuantizerSpec:
             values["percentile"] = None
         elif values["percentile"] is None:
             values["percentile"] = PERCENTILE
+        for name, bits, table in (("weight_type", row.weight_bits, self.weight_types),
+                                  ("activation_type", row.activation_bits, self.activation_types)):
+            offered = table.get(bits, ())
+            if not offered:
+                raise RecipeRefused(f"{self.label} has no {bits}-bit {name.removesuffix('_type')}s, which "
+                                    f"{row.name} needs")
+            values[name] = values[name] or offered[0]
+            self._check(name, values[name], offered, row.name)
         for name in QUANTIZER_FIELDS:
-            allowed, value = self.accepts[name], values[name]
-            if allowed is None or value is None:
-                continue
-            # float_modules: ``()`` says the quantizer keeps no module in float.
-            ok = not value if name == "float_modules" else value in allowed
-            if not ok:
-                offer = "none" if name == "float_modules" else ", ".join(str(a) for a in allowed)
-                shown = sorted(value) if name == "float_modules" else value
-                raise RecipeRefused(f"{self.label} cannot apply the recipe's {FIELD_NAMES[name]} {shown!r}; "
-                                    f"it applies: {offer}")
+            if name not in _TYPE_FIELDS and self.accepts[name] is not None and values[name] is not None:
+                self._check(name, values[name], self.accepts[name], row.name)
         return replace(recipe, **values)
+
+    def _check(self, name: str, value: Any, allowed: tuple[Any, ...], precision: str) -> None:
+        # float_modules: ``()`` says the quantizer keeps no module in float.
+        ok = not value if name == "float_modules" else value in allowed
+        if not ok:
+            offer = "none" if name == "float_modules" else ", ".join(str(a) for a in allowed)
+            shown = sorted(value) if name == "float_modules" else value
+            raise RecipeRefused(f"{self.label} cannot apply the recipe's {FIELD_NAMES[name]} {shown!r}; "
+                                f"it applies: {offer} (for {precision})")
+
+    def applies(self, recipe: Recipe) -> bool:
+        """Whether ``recipe`` is one this quantizer resolved (every field set to a value it applies)."""
+        if not recipe.complete:
+            return False
+        precision = _precision_of(recipe)
+        try:
+            return precision is not None and self.resolve(recipe, precision) == recipe
+        except RecipeRefused:
+            return False
+
+
+def _precision_of(recipe: Recipe) -> str | None:
+    """The quantized precision whose bit widths the recipe's types have, if any."""
+    from ..precision import PRECISIONS
+
+    bits = (TYPE_BITS.get(recipe.weight_type or ""), TYPE_BITS.get(recipe.activation_type or ""))
+    for row in PRECISIONS.values():
+        if row.quantized and (row.weight_bits, row.activation_bits) == bits:
+            return row.name
+    return None
