@@ -160,20 +160,22 @@ def _fix_input_size(path: Path, request: ExportRequest) -> None:
 
 
 def int8_checks(model, request: ExportRequest) -> list[StructuralCheck]:
-    """Structure of a QDQ int8 graph: every conv that the recipe does not keep in float reads
-    int8 weights through a DequantizeLinear."""
-    from ..quantization.onnx_qdq import float_nodes
+    """Structure of a QDQ graph: every conv that the recipe does not keep in float reads weights of
+    the recipe's weight type through a DequantizeLinear."""
+    from ..quantization.onnx_qdq import ONNX_TENSOR_TYPES, float_nodes
 
     onnx = require("onnx", "export", "checking ONNX artifacts")
-    int8 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
-    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8}
+    assert request.quantization is not None, "a quantized request carries its recipe"
+    recipe = request.quantization.recipe
+    wanted = getattr(onnx.TensorProto, ONNX_TENSOR_TYPES[recipe.weight_type])
+    stored = {i.name for i in model.graph.initializer if i.data_type == wanted}
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in stored}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    recipe = request.quantization.recipe if request.quantization else None
-    keep = set(float_nodes(model, recipe)) if recipe else set()
+    keep = set(float_nodes(model, recipe))
     float_convs = [n.name for n in convs if n.input[1] not in dequantized and n.name not in keep]
     return [
-        StructuralCheck("int8 weights", not float_convs and bool(convs),
-                        f"{len(convs) - len(float_convs)}/{len(convs)} convs read int8 weights"
+        StructuralCheck(f"{recipe.weight_type} weights", not float_convs and bool(convs),
+                        f"{len(convs) - len(float_convs)}/{len(convs)} convs read {recipe.weight_type} weights"
                         + (f"; float: {', '.join(float_convs[:3])}" if float_convs else "")),
         StructuralCheck("QDQ activations", any(n.op_type == "QuantizeLinear" for n in model.graph.node),
                         "QuantizeLinear present"),

@@ -24,7 +24,9 @@ from ..runtimes.quiet import captured_output
 from .calibration import CalibrationSet
 from .recipe import PERCENTILE, QuantizerSpec, Recipe
 
+#: Recipe type -> onnxruntime's ``QuantType`` member, and the ONNX tensor type it stores.
 _TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
+ONNX_TENSOR_TYPES = {"uint8": "UINT8", "int8": "INT8"}
 
 #: What ``quantize_static`` can apply: every field of the recipe (its defaults: the measured table
 #: in :mod:`.recipe`).
