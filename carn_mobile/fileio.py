@@ -27,6 +27,11 @@ class DiskFullError(OSError):
     def __str__(self) -> str:
         return str(self.strerror)
 
+    @staticmethod
+    def is_full(exc: BaseException) -> bool:
+        """Whether ``exc`` says the disk (or the quota) is full."""
+        return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
 
 #: Staging folders are named ``.<output name>.carn-<pid>-<random>.tmp``: the pid of the process
 #: writing it, so a later run can tell a dead run's leftovers (``kill -9``) from live work.
@@ -78,9 +83,8 @@ def atomic_output(path: str | os.PathLike, force: bool = False, directory: bool 
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
     On any exception the temporary file or folder is removed, so a failed write leaves
-    nothing behind and an existing output is untouched. A full disk raises :class:`DiskFullError`
-    naming the folder and the file. A process killed outright leaves its staging folder, which
-    :func:`remove_stale_staging` recognises later.
+    nothing behind and an existing output is untouched. A process killed outright leaves its
+    staging folder, which :func:`remove_stale_staging` recognises later.
     """
     final = Path(path)
     check_writable(final, force)
@@ -98,12 +102,6 @@ def atomic_output(path: str | os.PathLike, force: bool = False, directory: bool 
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(target, final)
-    except OSError as exc:
-        if isinstance(exc, DiskFullError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        # The file that was being written: the one the error names inside the staging folder, else ours.
-        name = Path(exc.filename).name if isinstance(exc.filename, str) and str(tmp) in exc.filename else final.name
-        raise DiskFullError(final.parent, name) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

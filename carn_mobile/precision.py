@@ -119,6 +119,11 @@ def list_precisions() -> list[str]:
     return list(PRECISIONS)
 
 
+def quantized_precisions() -> list[str]:
+    """Names of the quantized precisions (calibrated, gated on quality too), in table order."""
+    return [name for name, row in PRECISIONS.items() if row.quantized]
+
+
 def parity_tolerance(
     precision: str | Precision, image_output: bool = False, override: Tolerance | None = None
 ) -> Tolerance:

@@ -104,14 +104,16 @@ def test_staging_names_carry_the_writing_process(tmp_path):
 def test_a_full_disk_names_the_folder_and_the_file_and_leaves_nothing(tmp_path):
     import errno
 
+    from carn_mobile.export.staging import staged_files
     from carn_mobile.fileio import DiskFullError
 
-    target = tmp_path / "out" / "model.onnx"
+    out = tmp_path / "out"
+    paths = [out / "model.onnx", out / "model.onnx.json"]
     with pytest.raises(DiskFullError) as raised:
-        with atomic_output(target) as tmp:
-            tmp.write_text("partial")
-            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+        with staged_files(paths) as (artifact, manifest):
+            artifact.write_text("partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(manifest))
     message = str(raised.value)
-    assert message.startswith(f"no space left on device in {target.parent} while writing model.onnx")
+    assert message.startswith(f"no space left on device in {out} while writing model.onnx.json")
     assert "Errno" not in message and raised.value.errno == errno.ENOSPC
-    assert list(target.parent.iterdir()) == []
+    assert list(out.iterdir()) == []

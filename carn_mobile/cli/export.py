@@ -28,7 +28,7 @@ from ..export import (
 )
 from ..models import list_models
 from ..parity import ParityPolicy
-from ..precision import get_precision, list_precisions
+from ..precision import get_precision, list_precisions, quantized_precisions
 from ..quantization import CALIBRATION_METHODS, CalibrationSource, Recipe
 from ..quantization.calibration import DEFAULT_COUNT
 from ..runtimes import SHAPE_HELP, parse_shape
@@ -78,8 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             for option in target.options:
                 group.add_argument(option.flag, dest=option.dest, choices=option.choices, metavar=option.metavar,
                                    help=option.help)
-    quantized = [q for q in list_precisions() if get_precision(q).quantized]
-    int8 = p.add_argument_group(f"quantized precisions (--precision {'|'.join(quantized)})")
+    int8 = p.add_argument_group(f"quantized precisions (--precision {'|'.join(quantized_precisions())})")
     int8.add_argument("--calibration", metavar="DIR",
                       help="folder of training-style images (searched recursively) for calibration patches; "
                            "default: built-in procedural images. Never an evaluation set")
@@ -118,14 +117,10 @@ def quantization_options(args: argparse.Namespace) -> dict:
         if not args.max_psnr_drop >= 0:
             raise ValueError(f"--max-psnr-drop must be a non-negative number of dB, got {args.max_psnr_drop}")
         if args.precision is None or not get_precision(args.precision).quantized:
-            raise ValueError(f"--max-psnr-drop applies to a quantized --precision only ({quantized_names()})")
+            raise ValueError(f"--max-psnr-drop applies to a quantized --precision only "
+                             f"({', '.join(quantized_precisions())})")
         options["policy"] = ParityPolicy(max_psnr_drop_db=args.max_psnr_drop)
     return options
-
-
-def quantized_names() -> str:
-    """The quantized precisions, for messages."""
-    return ", ".join(q for q in list_precisions() if get_precision(q).quantized)
 
 
 def parse_targets(text: str) -> list[str]:

@@ -233,8 +233,6 @@ class Target(ABC):
 
             offered = [t for t in list_targets() if get_target(t).supports_image_io]
             return f"{self.name} has no image I/O; --image-io applies to {', '.join(offered)} only"
-        if request.precision_row.quantized and self.quantizer is None:
-            raise TypeError(f"the {self.name} target lists {request.precision} but declares no quantizer")
         return None
 
     @abstractmethod

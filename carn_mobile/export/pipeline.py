@@ -18,7 +18,7 @@ from .. import __version__
 from ..fileio import OutputExistsError, remove_stale_staging
 from ..models import CARN, parse_scales
 from ..parity import DEFAULT_POLICY, ParityError, ParityPolicy, ParityReport, parity_inputs
-from ..precision import get_precision, list_precisions
+from ..precision import get_precision, quantized_precisions
 from ..quantization import DEFAULT_RECIPE, CalibrationSource, Quantization, Recipe, RecipeRefused
 from ..runtimes import MissingDependencyError, ShapeSpec
 from ..weights import WeightsRef, load_model, resolve_weights
@@ -143,9 +143,8 @@ def plan_exports(
     shape = shape or ShapeSpec()
     quantized = precision is not None and get_precision(precision).quantized
     if (calibration is not None or recipe is not None) and not quantized:
-        quantized_names = ", ".join(n for n in list_precisions() if get_precision(n).quantized)
         raise ValueError(f"--calibration and the quantization recipe apply to a quantized --precision only "
-                         f"({quantized_names})")
+                         f"({', '.join(quantized_precisions())})")
     chosen_rewrites = parse_rewrites(rewrites)
     target_options = dict(target_options or {})
     scales = parse_scales(list(scales), available=model_scales)

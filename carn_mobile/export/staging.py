@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from ..fileio import atomic_output
+from ..fileio import DiskFullError, atomic_output
 
 
 @contextmanager
@@ -16,18 +16,31 @@ def staged_files(paths: Sequence[Path], force: bool = False) -> Iterator[list[Pa
 
     Each file is renamed into place atomically, the first one first (the artifact; the
     manifest goes last); if a later one cannot be committed, the ones already committed are
-    removed again. A failure inside the block leaves nothing behind and existing files untouched.
+    removed again. A failure inside the block leaves nothing behind and existing files untouched;
+    a full disk is a :class:`~carn_mobile.fileio.DiskFullError` naming the folder and the file.
     """
     committed: list[Path] = []
+    temps: list[Path] = []
     try:
         with ExitStack() as stack:
             # ExitStack unwinds last-in first-out: enter in reverse so the first path commits first.
-            temps = [stack.enter_context(_committing(path, force, committed)) for path in reversed(paths)]
-            yield temps[::-1]
-    except BaseException:
+            temps = [stack.enter_context(_committing(path, force, committed)) for path in reversed(paths)][::-1]
+            yield temps
+    except BaseException as exc:
         for path in committed:
             _remove(path)
+        if DiskFullError.is_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(paths[0].parent, _being_written(exc, paths, temps)) from exc
         raise
+
+
+def _being_written(exc: OSError, paths: Sequence[Path], temps: Sequence[Path]) -> str:
+    """The output whose temporary file the error names, else the first (the artifact)."""
+    named = str(exc.filename or "")
+    for path, tmp in zip(paths, temps, strict=False):
+        if named and named.startswith(str(tmp)):
+            return path.name
+    return paths[0].name
 
 
 @contextmanager
