@@ -169,6 +169,20 @@ def test_int8_rewrites_follow_the_recipe_and_stay_exact() -> None:
             assert torch.allclose(module(x), rewritten(x), atol=2e-6)
 
 
+def test_an_older_manifest_is_rechecked_only_if_its_recipe_is_what_was_applied(int8_onnx, tmp_path: Path) -> None:
+    copy = tmp_path / int8_onnx.artifact.name
+    copy.write_bytes(int8_onnx.artifact.read_bytes())
+    manifest = json.loads(manifest_path(int8_onnx.artifact).read_text())
+    del manifest["quantization"]["quantizer"]  # as the previous version wrote them
+    manifest_path(copy).write_text(json.dumps(manifest))
+    with quick_parity_settings():
+        assert recheck_artifact(copy).passed  # onnxruntime applied every recorded field then too
+    manifest["quantization"]["recipe"]["method"] = "Histogram"  # a field this quantizer never applies
+    manifest_path(copy).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="before carn-mobile recorded the applied recipe.*export it again"):
+        recheck_artifact(copy)
+
+
 def test_a_manifest_without_its_recipe_is_refused(int8_onnx, tmp_path: Path) -> None:
     copy = tmp_path / int8_onnx.artifact.name
     copy.write_bytes(int8_onnx.artifact.read_bytes())
