@@ -247,6 +247,7 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] | Non
     from .suite import each_model, graph_rewrites, lr_size
 
     say = progress or (lambda _m: None)
+    profiled = profiled_backends()
     torch.set_num_threads(settings.threads)
     report: dict = {"kind": "profile", "machine": describe_machine(settings.threads),
                     "settings": {"hr": str(WxH(*settings.hr)), "threads": settings.threads, "runs": settings.runs},
@@ -266,7 +267,7 @@ def run_profile(settings: ProfileSettings, progress: Callable[[str], None] | Non
                     macs = _macs_by_kind(convs)
                     for backend in settings.backends:
                         say(f"{name} x{scale} {backend} {graph}: exporting")
-                        target = get_target(profiled_backends()[backend])
+                        target = get_target(profiled[backend])
                         (result,) = export_model(weights=weights_arg, targets=[target.name], scales=[scale],
                                                  shape=parse_shape(f"{lr.height}x{lr.width}"),
                                                  out_dir=workdir / f"{target.name}-{graph}", force=True,

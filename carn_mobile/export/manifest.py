@@ -12,6 +12,7 @@ both back (:func:`read_manifest`, :meth:`ExportRequest.from_manifest`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -113,8 +114,6 @@ def build_manifest(
     ``request`` is the one the target was handed, its rewrites those applied; ``companions``
     the bytes of each file beside the artifact, by name.
     """
-    import hashlib
-
     record = request.to_manifest()
     export = record.pop("export") | {"seconds": round(export_seconds, 2), "notes": outcome.notes,
                                      "details": outcome.details}

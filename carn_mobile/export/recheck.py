@@ -81,12 +81,8 @@ def recheck_artifact(
         actual = sha256_file(path)
         checks = [StructuralCheck("sha256 matches manifest", actual == expected,
                                   f"file {actual[:16]}..., manifest {expected[:16]}...")]
-        for name, entry in manifest.get("companions", {}).items():
-            companion = path.with_name(name)
-            digest = sha256_file(companion) if companion.is_file() else None
-            checks.append(StructuralCheck(f"companion {name}", digest == entry["sha256"],
-                                          "matches manifest" if digest == entry["sha256"]
-                                          else "missing" if digest is None else "sha256 differs"))
+        checks += [_recorded_file(f"companion {name}", path.with_name(name), entry["sha256"])
+                   for name, entry in manifest.get("companions", {}).items()]
         return checks
 
     cases = parity_inputs(request.scale, request.shape, parity_images)
@@ -105,10 +101,7 @@ def _recheck_bundle(path: Path, manifest: dict, weights: str | Path | None, poli
                                             f"folder {actual[:16]}..., manifest {expected[:16]}..."))
     else:
         present = {str(f.relative_to(path)) for f in path.rglob("*") if f.is_file()}
-        for name, digest in sorted(recorded.items()):
-            actual = sha256_file(path / name) if name in present else None
-            result.files.append(StructuralCheck(name, actual == digest, "matches manifest" if actual == digest
-                                                else "missing" if actual is None else "sha256 differs"))
+        result.files += [_recorded_file(name, path / name, digest) for name, digest in sorted(recorded.items())]
         for name in sorted(present - set(recorded)):
             result.files.append(StructuralCheck(name, False, "not in the manifest"))
     for member in manifest["members"]:
@@ -119,3 +112,10 @@ def _recheck_bundle(path: Path, manifest: dict, weights: str | Path | None, poli
         assert isinstance(checked, RecheckResult)  # a member is a single artifact
         result.members.append(checked)
     return result
+
+
+def _recorded_file(name: str, file: Path, expected: str) -> StructuralCheck:
+    """Whether ``file`` is there with the sha256 its manifest recorded."""
+    actual = sha256_file(file) if file.is_file() else None
+    detail = "matches manifest" if actual == expected else "missing" if actual is None else "sha256 differs"
+    return StructuralCheck(name, actual == expected, detail)

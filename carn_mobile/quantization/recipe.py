@@ -60,10 +60,8 @@ PERCENTILE = 99.999
 QUANTIZER_FIELDS = ("method", "percentile", "per_channel", "weight_type", "activation_type", "output_grid",
                     "float_modules")
 
-#: How each field is named to a user (the CLI option where there is one).
-FIELD_NAMES = {"method": "calibration method (--calibration-method)", "percentile": "percentile",
-               "per_channel": "per_channel", "weight_type": "weight_type", "activation_type": "activation_type",
-               "output_grid": "output_grid", "float_modules": "float_modules"}
+#: How a field is named to a user where its name is not enough (its CLI option).
+FIELD_NAMES = {"method": "calibration method (--calibration-method)"}
 
 
 class RecipeRefused(ValueError):
@@ -224,7 +222,7 @@ class QuantizerSpec:
         if not ok:
             offer = "none" if name == "float_modules" else ", ".join(str(a) for a in allowed)
             shown = sorted(value) if name == "float_modules" else value
-            raise RecipeRefused(f"{self.label} cannot apply the recipe's {FIELD_NAMES[name]} {shown!r}; "
+            raise RecipeRefused(f"{self.label} cannot apply the recipe's {FIELD_NAMES.get(name, name)} {shown!r}; "
                                 f"it applies: {offer} (for {precision})")
 
     def applies(self, recipe: Recipe) -> bool:
