@@ -102,6 +102,7 @@ class Capability:
     export: str | None  # None: can export; else why not
     runner: str | None  # the runner parity would use here, None when none is available
     runner_note: str | None  # why the preferred runner is not used, when it is not
+    runner_detail: str | None = None  # what the runner is, where its name does not say (Runner.describe)
 
 
 def capabilities() -> list[Capability]:
@@ -119,5 +120,6 @@ def capabilities() -> list[Capability]:
             export = str(exc)
         usable, why_not = usable_runners(target)
         chosen = usable[0].name if usable else None
-        rows.append(Capability(name, export, chosen, why_not if chosen != target.runners[0] else None))
+        rows.append(Capability(name, export, chosen, why_not if chosen != target.runners[0] else None,
+                               usable[0].describe() if usable else None))
     return rows

@@ -64,10 +64,13 @@ class ParityPolicy:
         limits = {"min_float_psnr_db": row.min_float_psnr_db, "max_task_psnr_drop_db": drop}
         return {k: v for k, v in limits.items() if v is not None}
 
-    def limits(self, precision: str, eight_bit_output: bool = False) -> dict[str, float]:
+    def limits(self, precision: str, eight_bit_output: bool = False,
+               runtime: Tolerance | None = None) -> dict[str, float]:
         """The limits that apply: ``max_abs`` always, ``min_psnr_db`` for lossy artifacts and for an
-        8-bit image output (which rounds to 1/255 whatever the precision)."""
-        return parity_tolerance(precision, eight_bit_output, self.overrides.get(precision)).to_json()
+        8-bit image output (which rounds to 1/255 whatever the precision). ``runtime``: the
+        target's own tolerance for ``precision`` (an integer engine that rounds differently), used
+        unless this policy overrides the precision."""
+        return parity_tolerance(precision, eight_bit_output, self.overrides.get(precision) or runtime).to_json()
 
 
 DEFAULT_POLICY = ParityPolicy()

@@ -107,12 +107,12 @@ def test_loaded_models_are_frozen_for_inference_unless_asked() -> None:
 
 
 def test_the_precision_table_drives_parity_and_structural_checks() -> None:
-    assert list(PRECISIONS) == ["fp32", "fp16", "int8"]
+    assert list(PRECISIONS) == ["fp32", "fp16", "int8", "w8a16"]
     assert parity_tolerance("fp32").to_json() == {"max_abs": 1e-4}
     assert parity_tolerance("fp16").to_json() == {"max_abs": 2e-2, "min_psnr_db": 50.0}
     assert parity_tolerance("fp32", image_output=True).min_psnr_db == 50.0
     assert get_precision("FP16").weight_dtype == "float16" and not get_precision("fp32").lossy
-    with pytest.raises(ValueError, match="unknown precision 'int4'; use one of fp32, fp16, int8"):
+    with pytest.raises(ValueError, match="unknown precision 'int4'; use one of fp32, fp16, int8, w8a16"):
         get_precision("int4")
     assert get_precision("int8").quantized and not get_precision("fp16").quantized
 
@@ -161,7 +161,7 @@ def test_per_format_decisions_are_declared_by_the_targets() -> None:
     assert profiled_backends() == {"onnxruntime": "onnx", "executorch": "executorch"}
     assert "aarch64" in get_target("litert").platform_limits
     quantizing = {t: get_target(t).quantizer.name for t in list_targets() if get_target(t).quantizer}
-    assert quantizing == {"onnx": "onnxruntime-qdq", "executorch": "pt2e-xnnpack"}
+    assert quantizing == {"onnx": "onnxruntime-qdq", "executorch": "pt2e-xnnpack", "qnn": "onnxruntime-qnn"}
     assert all(get_target(t).quantizer for t in list_targets()
                if any(get_precision(p).quantized for p in get_target(t).precisions))
 

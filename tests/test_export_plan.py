@@ -30,9 +30,9 @@ def shipped():
 
 
 def test_targets_are_discovered_in_listing_order() -> None:
-    assert list_targets() == ["onnx", "ort", "web", "coreml", "torchscript-lite", "executorch", "litert"]
+    assert list_targets() == ["onnx", "ort", "web", "coreml", "torchscript-lite", "executorch", "litert", "qnn"]
     assert get_target("ONNX").suffix == ".onnx"
-    known = "known targets: onnx, ort, web, coreml, torchscript-lite, executorch, litert, all"
+    known = "known targets: onnx, ort, web, coreml, torchscript-lite, executorch, litert, qnn, all"
     with pytest.raises(ValueError, match=known):
         get_target("tflite")
 

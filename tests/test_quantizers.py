@@ -21,6 +21,7 @@ from carn_mobile.models import build_model
 from carn_mobile.quantization import CalibrationSource, Recipe, RecipeRefused
 from carn_mobile.quantization.onnx_qdq import QDQ_QUANTIZER
 from carn_mobile.quantization.pt2e import PT2E_QUANTIZER
+from carn_mobile.quantization.qnn_qdq import QNN_QUANTIZER
 from carn_mobile.quantization.recipe import QUANTIZER_FIELDS
 from carn_mobile.runtimes import ShapeSpec
 from carn_mobile.weights import resolve_weights
@@ -115,7 +116,25 @@ CASES = [
     Case("pt2e-xnnpack", "output_grid", True, refused="output_grid True; it applies: False (for int8)"),
     Case("pt2e-xnnpack", "float_modules", {"net.exit": "test"},
          check=lambda a, b: _pt2e_quantized_convs(b) == _pt2e_quantized_convs(a) - 1),
+    # onnxruntime's QNN QDQ config: what the HTP takes (symmetric int8 weights, unsigned
+    # activations, nothing left in float on the CPU).
+    Case("onnxruntime-qnn", "method", "MinMax",
+         check=lambda a, b: _onnx_activation_scales(a) != _onnx_activation_scales(b)),
+    Case("onnxruntime-qnn", "percentile", 99.0,
+         check=lambda a, b: max(_onnx_activation_scales(b)) < max(_onnx_activation_scales(a))),
+    Case("onnxruntime-qnn", "per_channel", False,
+         check=lambda a, b: all(s.size > 1 for _, s in _onnx_weight_dequantizers(a))
+         and all(s.size == 1 for _, s in _onnx_weight_dequantizers(b))),
+    Case("onnxruntime-qnn", "weight_type", "uint8", refused="weight_type 'uint8'; it applies: int8 (for int8)"),
+    Case("onnxruntime-qnn", "activation_type", "int8", refused="activation_type 'int8'; it applies: uint8 (for int8)"),
+    Case("onnxruntime-qnn", "output_grid", False,
+         check=lambda a, b: _onnx_output_scale(a) == pytest.approx(1 / 255) != _onnx_output_scale(b)),
+    Case("onnxruntime-qnn", "float_modules", {"net.exit": "test"},
+         refused="float_modules ['net.exit']; it applies: none"),
 ]
+
+
+SPECS = {spec.name: spec for spec in (QDQ_QUANTIZER, PT2E_QUANTIZER, QNN_QUANTIZER)}
 
 
 def _zero_point_types(model) -> str:
@@ -133,11 +152,11 @@ def _pt2e_quantized_convs(graph) -> int:
 
 def test_every_quantizer_has_a_case_for_every_recipe_field() -> None:
     quantizers = {get_target(t).quantizer.name for t in list_targets() if get_target(t).quantizer}
-    assert quantizers == {"onnxruntime-qdq", "pt2e-xnnpack"}
+    assert quantizers == set(SPECS)
     covered = {(c.quantizer, c.field) for c in CASES}
     assert covered == {(q, f) for q in quantizers for f in QUANTIZER_FIELDS}
     for case in CASES:  # each case sets a value other than the quantizer's default
-        spec = QDQ_QUANTIZER if case.quantizer == "onnxruntime-qdq" else PT2E_QUANTIZER
+        spec = SPECS[case.quantizer]
         assert getattr(spec.resolve(Recipe(), "int8"), case.field) != case.value, case
 
 
@@ -163,15 +182,21 @@ def float_onnx(small, tmp_path_factory) -> Path:
     return path
 
 
-def _quantize(quantizer: str, recipe: Recipe, small, float_onnx: Path, tmp_path: Path):
+def _quantize(quantizer: str, recipe: Recipe, small, float_onnx: Path, tmp_path: Path, precision: str = "int8"):
     module, calibration = small
-    if quantizer == "onnxruntime-qdq":
+    if quantizer in ("onnxruntime-qdq", "onnxruntime-qnn"):
         import onnx
 
         from carn_mobile.quantization.onnx_qdq import quantize_onnx
 
         out = tmp_path / f"q{len(list(tmp_path.iterdir()))}.onnx"
-        quantize_onnx(float_onnx, out, QDQ_QUANTIZER.resolve(recipe), calibration)
+        if quantizer == "onnxruntime-qnn":
+            pytest.importorskip("onnxruntime.quantization.execution_providers.qnn")
+            from carn_mobile.quantization.qnn_qdq import quantize_for_htp
+
+            quantize_for_htp(float_onnx, out, QNN_QUANTIZER.resolve(recipe, precision), calibration)
+        else:
+            quantize_onnx(float_onnx, out, QDQ_QUANTIZER.resolve(recipe, precision), calibration)
         return onnx.load(str(out))
     pytest.importorskip("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
     from carn_mobile.quantization.pt2e import quantize_pt2e
@@ -198,7 +223,7 @@ def defaults(small, float_onnx, tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.quantizer}-{c.field}")
 def test_the_quantizer_applies_or_refuses_the_field(case: Case, small, float_onnx, defaults, tmp_path) -> None:
-    spec = QDQ_QUANTIZER if case.quantizer == "onnxruntime-qdq" else PT2E_QUANTIZER
+    spec = SPECS[case.quantizer]
     recipe = Recipe(**{case.field: case.value})
     if case.refused is not None:
         with pytest.raises(RecipeRefused) as refusal:
@@ -209,6 +234,21 @@ def test_the_quantizer_applies_or_refuses_the_field(case: Case, small, float_onn
     assert getattr(spec.resolve(recipe), case.field) == case.value  # what the manifest records: applied
     changed = _quantize(case.quantizer, recipe, small, float_onnx, tmp_path)
     assert case.check(defaults(case.quantizer), changed), f"{case.field}={case.value!r} changed nothing"
+
+
+@pytest.mark.parametrize("quantizer", ["onnxruntime-qdq", "onnxruntime-qnn"])
+def test_w8a16_stores_int8_weights_and_16_bit_activations(quantizer, small, float_onnx, tmp_path) -> None:
+    spec = SPECS[quantizer]
+    recipe = spec.resolve(Recipe(), "w8a16")
+    assert (recipe.weight_type, recipe.activation_type) == ("int8", "uint16")
+    model = _quantize(quantizer, Recipe(), small, float_onnx, tmp_path, precision="w8a16")
+    assert _zero_point_types(model) == "uint16"
+    assert {w.dtype for w, _ in _onnx_weight_dequantizers(model)} == {np.dtype(np.int8)}
+    assert _onnx_output_scale(model) == pytest.approx(1 / 65535)  # the output grid at 16 bits
+    with pytest.raises(RecipeRefused, match="activation_type 'uint8'; it applies: uint16"):
+        spec.resolve(Recipe(activation_type="uint8"), "w8a16")
+    with pytest.raises(RecipeRefused, match="no 16-bit activations, which w8a16 needs"):
+        PT2E_QUANTIZER.resolve(Recipe(), "w8a16")
 
 
 def test_a_quantizer_refuses_a_hand_made_recipe_it_did_not_resolve(small, float_onnx, tmp_path) -> None:

@@ -76,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         if target.options:
             group = p.add_argument_group(f"{name} target")
             for option in target.options:
-                group.add_argument(option.flag, dest=option.dest, choices=option.choices, metavar=option.metavar,
-                                   help=option.help)
+                if option.switch:
+                    group.add_argument(option.flag, dest=option.dest, action="store_true", default=None,
+                                       help=option.help)
+                else:
+                    group.add_argument(option.flag, dest=option.dest, choices=option.choices,
+                                       metavar=option.metavar, help=option.help)
     int8 = p.add_argument_group(f"quantized precisions (--precision {'|'.join(quantized_precisions())})")
     int8.add_argument("--calibration", metavar="DIR",
                       help="folder of training-style images (searched recursively) for calibration patches; "

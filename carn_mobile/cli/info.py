@@ -49,6 +49,8 @@ def _environment(out) -> int:
         runner = cap.runner or "[red]no runner here[/]"
         if cap.runner_note:
             runner += f" ({cap.runner_note})"
+        if cap.runner_detail:
+            runner += f": {cap.runner_detail}"
         targets.add_row(cap.target, export, runner)
     out.print(targets)
     if outside:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..parity import StructuralCheck
-from ..precision import Precision, get_precision
+from ..precision import Precision, Tolerance, get_precision
 from ..quantization import Quantization, QuantizerSpec
 from ..runtimes import ShapeSpec
 from .rewrites import DEFAULT_REWRITES, parse_rewrites
@@ -132,6 +132,8 @@ class TargetOption:
     help: str
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
+    #: An on/off flag that takes no value (``True`` when given).
+    switch: bool = False
 
 
 class Target(ABC):
@@ -177,6 +179,9 @@ class Target(ABC):
     bundled: ClassVar[bool] = False
     member_suffix: ClassVar[str] = ""
     members_folder: ClassVar[str] = "models"
+    #: Fidelity tolerances of this target's runtime where they differ from the precision table's
+    #: (an integer engine whose requantization rounds differently from the literal reference).
+    fidelity: ClassVar[dict[str, Tolerance]] = {}
     #: The quantizer that applies the recipe for this target's quantized precisions (``None``: none).
     quantizer: ClassVar[QuantizerSpec | None] = None
     #: Options of this target alone (``carn-export`` shows them in the target's own group).
@@ -187,6 +192,11 @@ class Target(ABC):
     #: Name of the per-layer profiler ``carn-bench --profile`` runs this target's artifacts with
     #: (``carn_mobile.bench.profile.PROFILERS``; ``None``: not profiled).
     profiler: ClassVar[str | None] = None
+
+    def resolve_shape(self, shape: ShapeSpec) -> ShapeSpec:
+        """The shape this target exports for the one asked (default: a dynamic shape gets the
+        target's largest side unless the user named one)."""
+        return shape.with_default_max(self.default_max_side)
 
     def with_options(self, **options: Any) -> Target:
         """This target configured with target-specific options (none by default)."""
@@ -255,6 +265,19 @@ class Target(ABC):
         """Checks of the artifact's structure that need no runtime (default: none); ``module`` is
         the one that was exported (rewrites applied)."""
         return []
+
+    def companion_checks(self, companions: list[Path], request: ExportRequest) -> list[StructuralCheck]:
+        """Checks of the companion files (staged or beside the artifact) that need no runtime."""
+        return []
+
+    def runnable_companions(self, companions: list[Path]) -> list[tuple[Path, tuple[str, ...]]]:
+        """Companions an app may load instead of the artifact, each with the names (or name
+        prefixes) of the parity cases the gate runs on it (default: none)."""
+        return []
+
+    def from_manifest(self, manifest: dict[str, Any]) -> Target:
+        """This target with the options an artifact's manifest records (``carn-parity``)."""
+        return self
 
     def versions(self) -> dict[str, str | None]:
         """Converter versions recorded in the manifest."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..parity import (
     FAILED,
     PASSED,
     STRUCTURAL_ONLY,
+    CaseResult,
     ParityCase,
     ParityError,
     ParityPolicy,
@@ -87,6 +88,7 @@ def check_artifact(
     reference: Reference | None = None,
     extra_checks: Callable[[], list[StructuralCheck]] | None = None,
     runners: Sequence[Runner] | None = None,
+    companions: Sequence[Path] = (),
 ) -> GateResult:
     """Gate ``path``, the ``target`` artifact for ``request``.
 
@@ -95,11 +97,16 @@ def check_artifact(
     (rewrites applied), which the structural checks and the quantized reference read.
     ``reference`` is a quantized reference the export already computed (else the target's
     ``quantized_reference``). ``runners`` replaces the target's runner list (tests).
+    ``companions``: the files written beside the artifact; the target checks them
+    (``Target.companion_checks``), and those an app loads instead of the artifact
+    (``Target.runnable_companions``) are run on the parity inputs it names, with the same reference.
     """
     start = time.perf_counter()
     quantized = request.precision_row.quantized
-    limits = policy.limits(request.precision, eight_bit_output=request.image_io)
-    checks = [*(extra_checks() if extra_checks else []), *target.structural_check(path, request, exported)]
+    limits = policy.limits(request.precision, eight_bit_output=request.image_io,
+                           runtime=target.fidelity.get(request.precision))
+    checks = [*(extra_checks() if extra_checks else []), *target.structural_check(path, request, exported),
+              *target.companion_checks(list(companions), request)]
     inputs = describe_inputs(cases)
     try:
         opened = open_artifact(path, target, runners)
@@ -132,4 +139,22 @@ def check_artifact(
             sets = quality_sets(request.scale, policy.quality_sets, request.shape)
             quality = measure_quality(opened, module, request.scale, request.shape, pictures, sets,
                                       policy.quality_limits(request.precision))
+    # Companions run after the artifact is closed: a QNN session released while another is live
+    # breaks the live one (onnxruntime-qnn 2.7 emulator: "QNN graph execute error" on its next run).
+    for companion, names in target.runnable_companions(list(companions)):
+        chosen = [c for c in cases if c.name.startswith(names)]
+        report.cases += _companion_cases(target, companion, reference, chosen, limits, request.image_io, runners)
+    if not all(c.passed for c in report.cases):
+        report.status = FAILED
     return GateResult(report, quality, time.perf_counter() - start)
+
+
+def _companion_cases(target: Target, path: Path, reference: Reference, cases: Sequence[ParityCase],
+                     limits: dict[str, float], image_io: bool, runners: Sequence[Runner] | None) -> list:
+    """``cases`` run on the companion ``path`` in the artifact's runner, named after the file."""
+    try:
+        with open_artifact(path, target, runners) as opened:
+            results = run_cases(opened, reference, cases, limits, image_io)
+    except ArtifactLoadError as exc:
+        results = [CaseResult(case.name, list(case.size), None, None, False, str(exc)) for case in cases]
+    return [replace(r, name=f"{path.name}: {r.name}") for r in results]

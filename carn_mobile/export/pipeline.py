@@ -165,8 +165,13 @@ def plan_exports(
                 raise
             skipped.append(SkippedTarget(name, str(exc)))
             continue
-        target_shape = shape.with_default_max(target.default_max_side)
+        target_shape = target.resolve_shape(shape)
         target_precision = precision or target.default_precision
+        if wants_all and precision is None and get_precision(target_precision).quantized:
+            # "all" exports float unless a precision is named; a quantized-only target waits for one.
+            skipped.append(SkippedTarget(name, f"{name} makes quantized artifacts only; pass --precision "
+                                               f"{' or '.join(target.precisions)}"))
+            continue
         try:
             quantization = _quantization(target, target_precision, recipe, calibration)
         except RecipeRefused as exc:
@@ -262,15 +267,15 @@ def run_export(
         outcome = job.target.export(exported, request, tmp_artifact)
         export_seconds = time.perf_counter() - start
 
-        cases = parity_inputs(request.scale, request.shape, parity_images)
-        gate = check_artifact(job.target, tmp_artifact, request, module, exported, cases, policy=policy,
-                              reference=outcome.reference)
-        gate.raise_if_failed(job.artifact.name, request.precision)
         if set(outcome.companions) != set(job.target.companions):
             raise RuntimeError(f"the {job.target.name} target wrote companions {sorted(outcome.companions)}, "
                                f"declared {list(job.target.companions)}")
         for suffix, tmp in zip(job.target.companions, tmp_companions, strict=True):
-            tmp.write_bytes(outcome.companions[suffix])
+            tmp.write_bytes(outcome.companions[suffix])  # staged: gated with the artifact, committed with it
+        cases = parity_inputs(request.scale, request.shape, parity_images)
+        gate = check_artifact(job.target, tmp_artifact, request, module, exported, cases, policy=policy,
+                              reference=outcome.reference, companions=tmp_companions)
+        gate.raise_if_failed(job.artifact.name, request.precision)
         if gate.quality is not None:
             outcome.notes.append(gate.quality.headline())
         manifest = build_manifest(

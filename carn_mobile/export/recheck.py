@@ -69,7 +69,7 @@ def recheck_artifact(
     manifest = read_manifest(path)
     if is_bundle(manifest):
         return _recheck_bundle(path, manifest, weights, policy, parity_images)
-    target = get_target(manifest["target"])
+    target = get_target(manifest["target"]).from_manifest(manifest)
     request = ExportRequest.from_manifest(manifest, target, path.name)
     source = resolve_weights(manifest["model"], weights) if weights is not None else resolve_recorded(
         manifest["weights"])
@@ -86,7 +86,9 @@ def recheck_artifact(
         return checks
 
     cases = parity_inputs(request.scale, request.shape, parity_images)
-    gate = check_artifact(target, path, request, module, exported, cases, policy=policy, extra_checks=recorded_hashes)
+    companions = [path.with_name(name) for name in manifest.get("companions", {})]
+    gate = check_artifact(target, path, request, module, exported, cases, policy=policy, extra_checks=recorded_hashes,
+                          companions=[p for p in companions if p.is_file()])  # a missing one fails its hash check
     return RecheckResult(path, manifest, source, gate.report, gate.quality)
 
 

@@ -63,7 +63,7 @@ class OnnxTarget(Target):
     rank = 10
     description = "ONNX (opset 18) for ONNX Runtime (Mobile), dynamic H/W"
     requires = ("onnx", "onnxscript", "onnxsim", "onnxruntime")
-    precisions = ("fp32", "fp16", "int8")
+    precisions = ("fp32", "fp16", "int8", "w8a16")
     quantizer = QDQ_QUANTIZER
     profiler = "onnxruntime"
 
@@ -140,14 +140,14 @@ def export_int8(module: SuperResolver, request: ExportRequest, out: Path) -> Exp
         details = quantize_onnx(float_path, out, request.quantization.recipe, calibration)
         float_bytes = float_path.stat().st_size
     if request.shape.kind == "fixed":
-        _fix_input_size(out, request)
+        fix_input_size(out, request)
     notes.append(f"int8 QDQ: {details['quantized_convs']} convs int8, {details['float_convs']} float; "
                  f"{out.stat().st_size / float_bytes:.0%} of the float32 file; calibrated on "
                  f"{len(calibration.patches)} patches from {calibration.source}")
     return ExportOutcome(notes=notes, details={"opset": OPSET, "float32_size_bytes": float_bytes, **details})
 
 
-def _fix_input_size(path: Path, request: ExportRequest) -> None:
+def fix_input_size(path: Path, request: ExportRequest) -> None:
     onnx = require("onnx", "export", "the onnx target")
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 

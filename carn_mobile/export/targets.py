@@ -31,6 +31,7 @@ TARGET_MODULES = (
     "target_executorch",
     "target_web",
     "target_litert",
+    "target_qnn",
 )
 
 _TARGETS: PluginRegistry[Target] = PluginRegistry("target", __package__, TARGET_MODULES,

@@ -24,9 +24,10 @@ from ..runtimes.quiet import captured_output
 from .calibration import CalibrationSet
 from .recipe import PERCENTILE, QuantizerSpec, Recipe
 
-#: Recipe type -> onnxruntime's ``QuantType`` member, and the ONNX tensor type it stores.
-_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
-ONNX_TENSOR_TYPES = {"uint8": "UINT8", "int8": "INT8"}
+#: Recipe type -> onnxruntime's ``QuantType`` member, and the ONNX tensor type it stores. 16-bit
+#: Q/DQ needs opset 21 (or onnxruntime's com.microsoft ops, which ``quantize_static`` then uses).
+QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
+ONNX_TENSOR_TYPES = {"uint8": "UINT8", "int8": "INT8", "uint16": "UINT16", "int16": "INT16"}
 
 #: What ``quantize_static`` can apply: every field of the recipe (its defaults: the measured table
 #: in :mod:`.recipe`).
@@ -37,7 +38,7 @@ QDQ_QUANTIZER = QuantizerSpec(
     accepts={"method": ("MinMax", "Percentile", "Entropy"), "percentile": None, "per_channel": (True, False),
              "output_grid": (True, False), "float_modules": None},
     weight_types={8: ("int8", "uint8")},
-    activation_types={8: ("uint8", "int8")},
+    activation_types={8: ("uint8", "int8"), 16: ("uint16", "int16")},
 )
 
 
@@ -83,6 +84,19 @@ def output_grid_tensors(model) -> list[str]:
     return []  # not the graph shape this rule is for: the calibrated ranges stay
 
 
+def output_grid_overrides(model, recipe: Recipe) -> dict[str, list[dict[str, Any]]]:
+    """``TensorQuantOverrides`` putting the output tensors (:func:`output_grid_tensors`) on the
+    activation type's image grid: [0, 1] in 2**bits - 1 steps, the zero point at the type's lowest
+    level (0 for unsigned types, -2**(bits-1) for signed ones). Empty unless the recipe asks."""
+    if not recipe.output_grid:
+        return {}
+    dtype = np.dtype(recipe.activation_type)
+    levels = 2 ** (8 * dtype.itemsize) - 1
+    low = np.array(np.iinfo(dtype).min, dtype)
+    return {name: [{"scale": np.array(1.0 / levels, dtype=np.float32), "zero_point": low}]
+            for name in output_grid_tensors(model)}
+
+
 def quantize_onnx(float_model: Path, out: Path, recipe: Recipe, calibration: CalibrationSet) -> dict[str, Any]:
     """Write the int8 QDQ form of ``float_model`` (dynamic H/W) to ``out``; returns details for the manifest."""
     onnx = require("onnx", "export", "int8 ONNX")
@@ -98,22 +112,19 @@ def quantize_onnx(float_model: Path, out: Path, recipe: Recipe, calibration: Cal
             quant_pre_process(str(float_model), str(pre), skip_symbolic_shape=False)
         prepared = onnx.load(str(pre))
         excluded = float_nodes(prepared, recipe)
-        # [0, 1] on the 8-bit grid: zero point at the type's lowest level (0 for uint8, -128 for int8).
-        low = np.array(0, np.uint8) if recipe.activation_type == "uint8" else np.array(-128, np.int8)
-        grid = {name: [{"scale": np.array(1.0 / 255.0, dtype=np.float32), "zero_point": low}]
-                for name in output_grid_tensors(prepared)} if recipe.output_grid else {}
-        reader = _Reader(calibration)
+        grid = output_grid_overrides(prepared, recipe)
+        reader = Reader(calibration)
         with captured_output():
             quantization.quantize_static(
                 str(pre), str(out), reader,
                 quant_format=quantization.QuantFormat.QDQ,
                 per_channel=recipe.per_channel,
-                activation_type=getattr(quantization.QuantType, _TYPES[recipe.activation_type]),
-                weight_type=getattr(quantization.QuantType, _TYPES[recipe.weight_type]),
+                activation_type=getattr(quantization.QuantType, QUANT_TYPES[recipe.activation_type]),
+                weight_type=getattr(quantization.QuantType, QUANT_TYPES[recipe.weight_type]),
                 calibrate_method=getattr(quantization.CalibrationMethod, recipe.method),
                 nodes_to_exclude=list(excluded),
                 extra_options={"CalibPercentile": recipe.percentile or PERCENTILE, "CalibTensorRangeSymmetric": False,
-                               "CalibStridedMinMax": _chunk(calibration, len(prepared.graph.node)),
+                               "CalibStridedMinMax": calibration_chunk(calibration, len(prepared.graph.node)),
                                "TensorQuantOverrides": grid},
             )  # fmt: skip
     model = onnx.load(str(out))
@@ -153,7 +164,7 @@ def qdq_reference(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def _chunk(calibration: CalibrationSet, nodes: int) -> int:
+def calibration_chunk(calibration: CalibrationSet, nodes: int) -> int:
     """Patches per calibration chunk: a divisor of their count (onnxruntime's requirement) whose
     intermediate tensors (about 64 float channels per node) fit :data:`CALIBRATION_BYTES`."""
     count = len(calibration.patches)
@@ -162,7 +173,7 @@ def _chunk(calibration: CalibrationSet, nodes: int) -> int:
     return max(d for d in range(1, count + 1) if count % d == 0 and d <= most)
 
 
-class _Reader:
+class Reader:
     """``CalibrationDataReader`` over a calibration set, in chunks (duck-typed: ``get_next``,
     ``rewind``, ``set_range`` and ``len`` as onnxruntime's strided calibration calls them)."""
 

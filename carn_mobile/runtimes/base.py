@@ -48,6 +48,10 @@ class Runner(ABC):
         """Versions of the runtime packages, for manifests and reports."""
         return {}
 
+    def describe(self) -> str | None:
+        """What this runner is, where its name does not say it (``carn-info --environment``)."""
+        return None
+
 
 def as_model_input(lr: np.ndarray) -> np.ndarray:
     """Check an LR batch against the contract and return it C-contiguous float32.

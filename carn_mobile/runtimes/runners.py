@@ -23,6 +23,7 @@ RUNNER_MODULES = (
     "runner_coreml_reference",
     "runner_onnxruntime_web",
     "runner_litert",
+    "runner_qnn",
 )
 
 _RUNNERS: PluginRegistry[Runner] = PluginRegistry("runner", __package__, RUNNER_MODULES, order=lambda r: r.name)
