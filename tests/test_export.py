@@ -440,7 +440,9 @@ def test_missing_optional_dependency_names_the_extra(tmp_path: Path, monkeypatch
 
     jobs, skipped = plan_exports(resolve_weights("carn-m"), (2, 3, 4), ["all"], [4], out_dir=tmp_path)
     assert "executorch" not in {j.target.name for j in jobs}
-    assert [s.target for s in skipped] == ["executorch"] and "carn-mobile[executorch]" in skipped[0].reason
+    reasons = {s.target: s.reason for s in skipped}
+    assert set(reasons) == {"executorch", "qnn"} and "carn-mobile[executorch]" in reasons["executorch"]
+    assert "quantized artifacts only" in reasons["qnn"]  # "all" without --precision: float targets
 
 
 def test_flipped_mlpackage_weights_fail_parity_numerically(exported, tmp_path: Path) -> None:

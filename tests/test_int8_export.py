@@ -142,8 +142,9 @@ def test_the_cli_exits_1_when_int8_misses_the_psnr_bound(tmp_path: Path, monkeyp
     (["--target", "torchscript-lite", "--precision", "int8"], "torchscript-lite supports fp32 only, not int8"),
     (["--target", "onnx", "--precision", "int8", "--calibration", "/nonexistent/train"], "does not exist"),
     (["--target", "onnx", "--precision", "int8", "--calibration-images", "2"], "too few; use at least 8"),
-    (["--target", "onnx", "--calibration", "/tmp"], "apply to a quantized --precision only (int8)"),
-    (["--target", "onnx", "--max-psnr-drop", "0.1"], "--max-psnr-drop applies to a quantized --precision only (int8)"),
+    (["--target", "onnx", "--calibration", "/tmp"], "apply to a quantized --precision only (int8, w8a16)"),
+    (["--target", "onnx", "--max-psnr-drop", "0.1"],
+     "--max-psnr-drop applies to a quantized --precision only (int8, w8a16)"),
     (["--target", "onnx", "--precision", "int8", "--max-psnr-drop", "-1"], "non-negative"),
 ])
 def test_int8_usage_errors_exit_2_in_one_line(args, message, tmp_path: Path, capsys) -> None:

@@ -93,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                            + "; ".join(f"{t} {get_target(t).quantizer.defaults.method}" for t in targets
                                        if get_target(t).quantizer) + "); a quantizer refuses one it cannot apply")
     int8.add_argument("--max-psnr-drop", type=float, metavar="DB",
-                      help="fail an int8 export whose task PSNR drops more than this against float32 "
-                           "(default 0.1 dB; Set5/Set14 when present and the built-in test image)")
+                      help="fail a quantized export whose task PSNR drops more than this against float32 "
+                           "(default: the precision's, " + ", ".join(
+                               f"{p} {get_precision(p).max_task_psnr_drop_db:g} dB" for p in quantized_precisions())
+                           + "; Set5/Set14 when present and the built-in test image)")
     return p
 
 

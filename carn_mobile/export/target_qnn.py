@@ -70,6 +70,11 @@ class QnnTarget(Target):
                      help="accept a graph whose compute ops are not all on the HTP (listed in the manifest)"),
     )
 
+    platform_limits = {
+        "aarch64": "the qnn target needs onnxruntime-qnn's HTP emulator, which only its Linux x86-64 wheel has (the "
+                   "qnn extra installs nothing on Linux aarch64); export qnn artifacts on x86-64",
+    }
+
     def __init__(self, socs: tuple[Soc, ...] | None = None, allow_cpu_fallback: bool = False) -> None:
         self.socs = socs or tuple(get_soc(n) for n in DEFAULT_SOCS)
         self.allow_cpu_fallback = allow_cpu_fallback
