@@ -77,6 +77,14 @@ def test_fixed_shapes_only_and_quantized_precisions_only(tmp_path) -> None:
     assert {j.target.name for j in jobs} == {"onnx", "qnn"}  # the targets whose runtimes run 16-bit QDQ
 
 
+def test_qnn_files_are_routed_to_the_htp_by_their_longest_ending() -> None:
+    from carn_mobile.export import target_for_path
+
+    assert target_for_path("carn-m_x4_int8_128x128.qnn.onnx").name == "qnn"
+    assert target_for_path("carn-m_x4_int8_128x128.qnn.onnx.sm8650_ctx.onnx").name == "qnn"
+    assert target_for_path("carn-m_x4_int8.onnx").name == "onnx"
+
+
 def test_missing_extra_and_platform_without_emulator_are_one_line(monkeypatch) -> None:
     import carn_mobile.runtimes.qnn as qnn
 

@@ -146,6 +146,8 @@ class Target(ABC):
     name: ClassVar[str]
     #: Artifact suffix, e.g. ``".onnx"``; the target owns it (runners do not know suffixes).
     suffix: ClassVar[str]
+    #: Endings of other files this target's runners run (companions an app loads instead).
+    opens: ClassVar[tuple[str, ...]] = ()
     #: Runners (``carn_mobile.runtimes``) that execute the artifacts, best first: parity uses the
     #: first that is available here.
     runners: ClassVar[tuple[str, ...]]

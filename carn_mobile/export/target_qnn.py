@@ -47,6 +47,7 @@ class QnnTarget(Target):
     name = "qnn"
     suffix = ".qnn.onnx"
     runners = ("qnn-htp",)
+    opens = ("_ctx.onnx",)  # the EPContext models beside each artifact run in the HTP emulator too
     backend = None  # the emulator is no speed runtime: carn-bench and carn-upscale do not offer it
     rank = 75
     description = "QDQ ONNX + EPContext binaries for Qualcomm's Hexagon NPU (ONNX Runtime QNN EP), fixed size"

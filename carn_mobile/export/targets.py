@@ -56,14 +56,16 @@ def get_target(name: str) -> Target:
 
 
 def target_for_path(path: str | Path) -> Target:
-    """The target whose artifacts end like ``path`` (``.onnx``, ``.mlpackage``...)."""
-    suffix = Path(path).suffix.lower()
-    targets = [get_target(name) for name in list_targets()]
-    for target in targets:
-        if target.suffix == suffix:
+    """The target whose files end like ``path`` (``.onnx``, ``.qnn.onnx``, ``.mlpackage``...): the
+    longest matching suffix among the targets' artifact suffixes and ``Target.opens``."""
+    name = Path(path).name.lower()
+    targets = [get_target(n) for n in list_targets()]
+    owned = sorted(((s, t) for t in targets for s in (t.suffix, *t.opens)), key=lambda pair: -len(pair[0]))
+    for suffix, target in owned:
+        if name.endswith(suffix):
             return target
-    known = ", ".join(t.suffix for t in targets)
-    raise ValueError(f"no runner for {Path(path).name!r}: unknown suffix {suffix!r} (known: {known})")
+    known = ", ".join(dict.fromkeys(s for s, _ in owned))
+    raise ValueError(f"no runner for {Path(path).name!r}: unknown suffix {Path(path).suffix!r} (known: {known})")
 
 
 def runners_for_target(name: str) -> list[Runner]:
