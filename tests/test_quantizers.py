@@ -87,22 +87,35 @@ def _pt2e_per_channel(graph) -> bool:
     return any("dequantize_per_channel" in str(n.target) for n in graph.graph.nodes if n.op == "call_function")
 
 
+# Checks shared by the two QDQ ONNX quantizers (the default model first, the changed one second).
+def _scales_differ(a, b) -> bool:
+    return _onnx_activation_scales(a) != _onnx_activation_scales(b)
+
+
+def _ranges_narrow(a, b) -> bool:
+    return max(_onnx_activation_scales(b)) < max(_onnx_activation_scales(a))
+
+
+def _weights_per_tensor(a, b) -> bool:
+    return all(s.size > 1 for _, s in _onnx_weight_dequantizers(a)) and \
+        all(s.size == 1 for _, s in _onnx_weight_dequantizers(b))
+
+
+def _output_off_grid(a, b) -> bool:
+    return _onnx_output_scale(a) == pytest.approx(1 / 255) != _onnx_output_scale(b)
+
+
 CASES = [
     # onnxruntime quantize_static: applies every field.
-    Case("onnxruntime-qdq", "method", "MinMax",
-         check=lambda a, b: _onnx_activation_scales(a) != _onnx_activation_scales(b)),
-    Case("onnxruntime-qdq", "percentile", 99.0,
-         check=lambda a, b: max(_onnx_activation_scales(b)) < max(_onnx_activation_scales(a))),
-    Case("onnxruntime-qdq", "per_channel", False,
-         check=lambda a, b: all(s.size > 1 for _, s in _onnx_weight_dequantizers(a))
-         and all(s.size == 1 for _, s in _onnx_weight_dequantizers(b))),
+    Case("onnxruntime-qdq", "method", "MinMax", check=_scales_differ),
+    Case("onnxruntime-qdq", "percentile", 99.0, check=_ranges_narrow),
+    Case("onnxruntime-qdq", "per_channel", False, check=_weights_per_tensor),
     Case("onnxruntime-qdq", "weight_type", "uint8",
          check=lambda a, b: {w.dtype for w, _ in _onnx_weight_dequantizers(a)} == {np.dtype(np.int8)}
          and {w.dtype for w, _ in _onnx_weight_dequantizers(b)} == {np.dtype(np.uint8)}),
     Case("onnxruntime-qdq", "activation_type", "int8",
          check=lambda a, b: {_zero_point_types(a), _zero_point_types(b)} == {"uint8", "int8"}),
-    Case("onnxruntime-qdq", "output_grid", False,
-         check=lambda a, b: _onnx_output_scale(a) == pytest.approx(1 / 255) != _onnx_output_scale(b)),
+    Case("onnxruntime-qdq", "output_grid", False, check=_output_off_grid),
     Case("onnxruntime-qdq", "float_modules", {"net.exit": "test"},
          check=lambda a, b: not _onnx_conv_weight_is_float(a, "net.exit")
          and _onnx_conv_weight_is_float(b, "net.exit")),
@@ -118,17 +131,12 @@ CASES = [
          check=lambda a, b: _pt2e_quantized_convs(b) == _pt2e_quantized_convs(a) - 1),
     # onnxruntime's QNN QDQ config: what the HTP takes (symmetric int8 weights, unsigned
     # activations, nothing left in float on the CPU).
-    Case("onnxruntime-qnn", "method", "MinMax",
-         check=lambda a, b: _onnx_activation_scales(a) != _onnx_activation_scales(b)),
-    Case("onnxruntime-qnn", "percentile", 99.0,
-         check=lambda a, b: max(_onnx_activation_scales(b)) < max(_onnx_activation_scales(a))),
-    Case("onnxruntime-qnn", "per_channel", False,
-         check=lambda a, b: all(s.size > 1 for _, s in _onnx_weight_dequantizers(a))
-         and all(s.size == 1 for _, s in _onnx_weight_dequantizers(b))),
+    Case("onnxruntime-qnn", "method", "MinMax", check=_scales_differ),
+    Case("onnxruntime-qnn", "percentile", 99.0, check=_ranges_narrow),
+    Case("onnxruntime-qnn", "per_channel", False, check=_weights_per_tensor),
     Case("onnxruntime-qnn", "weight_type", "uint8", refused="weight_type 'uint8'; it applies: int8 (for int8)"),
     Case("onnxruntime-qnn", "activation_type", "int8", refused="activation_type 'int8'; it applies: uint8 (for int8)"),
-    Case("onnxruntime-qnn", "output_grid", False,
-         check=lambda a, b: _onnx_output_scale(a) == pytest.approx(1 / 255) != _onnx_output_scale(b)),
+    Case("onnxruntime-qnn", "output_grid", False, check=_output_off_grid),
     Case("onnxruntime-qnn", "float_modules", {"net.exit": "test"},
          refused="float_modules ['net.exit']; it applies: none"),
 ]

@@ -127,8 +127,18 @@ def quantize_onnx(float_model: Path, out: Path, recipe: Recipe, calibration: Cal
                                "CalibStridedMinMax": calibration_chunk(calibration, len(prepared.graph.node)),
                                "TensorQuantOverrides": grid},
             )  # fmt: skip
+    counts = finish_quantized(out, source)
+    return {"float_nodes": excluded, "output_grid_tensors": sorted(grid),
+            "quantized_convs": counts.get("Conv", 0) - len(excluded), "float_convs": len(excluded),
+            "ops": counts}
+
+
+def finish_quantized(out: Path, source) -> dict[str, int]:
+    """Give the quantized model at ``out`` the description and metadata of its float ``source``
+    (onnxruntime's quantizers keep neither), check it, save it; returns its op counts."""
+    onnx = require("onnx", "export", "int8 ONNX")
     model = onnx.load(str(out))
-    model.doc_string = source.doc_string  # quantize_static keeps neither the description nor the metadata
+    model.doc_string = source.doc_string
     del model.metadata_props[:]
     for prop in source.metadata_props:
         model.metadata_props.add(key=prop.key, value=prop.value)
@@ -137,10 +147,7 @@ def quantize_onnx(float_model: Path, out: Path, recipe: Recipe, calibration: Cal
     counts: dict[str, int] = {}
     for node in model.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    return {"float_nodes": excluded, "output_grid_tensors": sorted(grid),
-            "quantized_convs": len(convs) - len(excluded), "float_convs": len(excluded),
-            "ops": dict(sorted(counts.items()))}
+    return dict(sorted(counts.items()))
 
 
 def qdq_reference(path: Path) -> Callable[[np.ndarray], np.ndarray]:

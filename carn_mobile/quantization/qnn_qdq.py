@@ -21,7 +21,7 @@ from typing import Any
 from ..runtimes import require
 from ..runtimes.quiet import captured_output
 from .calibration import CalibrationSet
-from .onnx_qdq import QUANT_TYPES, Reader, calibration_chunk, output_grid_overrides
+from .onnx_qdq import QUANT_TYPES, Reader, calibration_chunk, finish_quantized, output_grid_overrides
 from .recipe import PERCENTILE, QuantizerSpec, Recipe
 
 #: The HTP's types; the recipe fields it applies (defaults as for onnxruntime's CPU QDQ, whose
@@ -72,15 +72,5 @@ def quantize_for_htp(float_model: Path, out: Path, recipe: Recipe, calibration: 
             )  # fmt: skip
             config.extra_options["CalibPercentile"] = recipe.percentile or PERCENTILE
             quantization.quantize(str(pre), str(out), config)
-    model = onnx.load(str(out))
-    model.doc_string = source.doc_string
-    del model.metadata_props[:]
-    for prop in source.metadata_props:
-        model.metadata_props.add(key=prop.key, value=prop.value)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(out))
-    counts: dict[str, int] = {}
-    for node in model.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return {"quantized_convs": counts.get("Conv", 0), "output_grid_tensors": sorted(grid),
-            "ops": dict(sorted(counts.items()))}
+    counts = finish_quantized(out, source)
+    return {"quantized_convs": counts.get("Conv", 0), "output_grid_tensors": sorted(grid), "ops": counts}
