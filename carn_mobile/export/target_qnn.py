@@ -58,11 +58,14 @@ class QnnTarget(Target):
     precision_note = "the HTP runs quantized graphs; float ones would leave it for its fp16 path or the CPU"
     quantizer = QNN_QUANTIZER
     reference_needs_calibration = False
-    #: The HTP requantizes with its own rounding: on random noise (the hardest input) CARN-M x4 int8
-    #: measured 38.8 dB against the literal QDQ graph (max abs 0.086), pictures 45 dB and more. A
-    #: wrong scale or zero point costs about 20 dB, so 35 dB still catches one; the quality gate
-    #: (task PSNR against float32) bounds what the rounding costs.
-    fidelity = {"int8": Tolerance(max_abs=0.1, min_psnr_db=35.0), "w8a16": Tolerance(max_abs=0.05, min_psnr_db=40.0)}
+    #: The HTP requantizes with its own rounding. Against the literal QDQ graph, CARN-M int8 at
+    #: 128x128 (T91+BSD200 calibration) measured 45-50 dB on pictures and 39.4-40.5 dB on random
+    #: noise (the hardest input: it drives activations past their calibrated ranges), max abs up to
+    #: 0.094 (noise) and 0.082 (a picture), at x4; built-in calibration at 32x32, 38.8 dB on noise.
+    #: w8a16: pictures 77-88 dB, noise 43-48 dB. A wrong scale or zero point costs about 20 dB, so
+    #: these floors still catch one; the quality gate bounds what the rounding costs.
+    fidelity = {"int8": Tolerance(max_abs=0.15, min_psnr_db=35.0), "w8a16": Tolerance(max_abs=0.05, min_psnr_db=40.0)}
+
     options = (
         TargetOption("--soc", "socs", metavar="LIST",
                      help=f"comma-separated SoCs to compile context binaries for (default {','.join(DEFAULT_SOCS)}; "
