@@ -101,10 +101,13 @@ INT8 = Precision("int8", "int8 weights (per channel) and activations, calibrated
                  max_task_psnr_drop_db=0.1, weight_bits=8, activation_bits=8)
 
 #: 8-bit weights, 16-bit activations: what Qualcomm ships for SR nets whose w8a8 form loses
-#: quality. Against its own quantized reference the HTP emulator measured 79.5 dB (max abs 7.5e-4)
-#: on CARN-M x4, so 55 dB and 1e-2 still catch a wrong scale; quality must stay within 0.03 dB.
+#: quality. Against its own quantized reference onnxruntime's CPU QDQ and the HTP emulator measured
+#: 77-88 dB on pictures (CARN-M), so 55 dB and 1e-2 still catch a wrong scale (a target whose engine
+#: saturates differently on noise declares its own, ``Target.fidelity``). Against float32 the 8-bit
+#: weights dominate: Y-PSNR 55.5 / 52.1 / 49.3 dB at x2 / x3 / x4 (HTP, 128x128 tiles), whence the
+#: 45 dB floor; the task PSNR must stay within 0.03 dB.
 W8A16 = Precision("w8a16", "int8 weights (per channel), 16-bit activations, calibrated (float32 I/O)", "int16",
-                  "int8", Tolerance(max_abs=1e-2, min_psnr_db=55.0), quantized=True, min_float_psnr_db=50.0,
+                  "int8", Tolerance(max_abs=1e-2, min_psnr_db=55.0), quantized=True, min_float_psnr_db=45.0,
                   max_task_psnr_drop_db=0.03, weight_bits=8, activation_bits=16)
 
 #: name -> row, in the order the CLI lists them.
