@@ -102,7 +102,7 @@ INT8 = Precision("int8", "int8 weights (per channel) and activations, calibrated
 
 #: 8-bit weights, 16-bit activations: what Qualcomm ships for SR nets whose w8a8 form loses
 #: quality. Against its own quantized reference onnxruntime's CPU QDQ and the HTP emulator measured
-#: 77-88 dB on pictures (CARN-M), so 55 dB and 1e-2 still catch a wrong scale (a target whose engine
+#: 71-90 dB on pictures (CARN-M), so 55 dB and 1e-2 still catch a wrong scale (a target whose engine
 #: saturates differently on noise declares its own, ``Target.fidelity``). Against float32 the 8-bit
 #: weights dominate: Y-PSNR 55.5 / 52.1 / 49.3 dB at x2 / x3 / x4 (HTP, 128x128 tiles), whence the
 #: 45 dB floor; the task PSNR must stay within 0.03 dB.

@@ -4,7 +4,8 @@ here; every number comes from those exports)::
 
     python tools/qnn_report.py OUT_DIR EXPORT_DIR [EXPORT_DIR ...]
 
-writes OUT_DIR/table.md (the tables) and OUT_DIR/drops.png (the drops, per set, scale and precision).
+writes OUT_DIR/table.md (the tables, pasted into the report's README) and OUT_DIR/drops.png (the
+drops, per set, scale and precision).
 """
 
 from __future__ import annotations
