@@ -47,7 +47,7 @@ class QnnTarget(Target):
     name = "qnn"
     suffix = ".qnn.onnx"
     runners = ("qnn-htp",)
-    opens = ("_ctx.onnx",)  # the EPContext models beside each artifact run in the HTP emulator too
+    opens = (CONTEXT_SUFFIX,)  # the EPContext models beside each artifact run in the HTP emulator too
     backend = None  # the emulator is no speed runtime: carn-bench and carn-upscale do not offer it
     rank = 75
     description = "QDQ ONNX + EPContext binaries for Qualcomm's Hexagon NPU (ONNX Runtime QNN EP), fixed size"
@@ -149,7 +149,7 @@ class QnnTarget(Target):
                         f"{len(calibration.patches)} patches from {calibration.source}")
         return ExportOutcome(notes=notes, companions=companions, details={
             "opset": OPSET, **details, "socs": socs, "allow_cpu_fallback": self.allow_cpu_fallback,
-            "qnn": qnn_versions(), "verified_here": "numerics and partitioning in the HTP emulator; not speed",
+            "verified_here": "numerics and partitioning in the HTP emulator; not speed",
         })
 
     def compile_for(self, qdq_model: Path, soc: Soc) -> tuple[bytes, Coverage]:
@@ -170,7 +170,7 @@ class QnnTarget(Target):
             raise HtpCompileError(f"the QNN EP could not compile the graph for {soc.name} ({soc.marketing}): "
                                   f"{one_line(exc)}; nothing written") from None
         cover = coverage(onnx.load_from_string(data))
-        if not cover.full and not self.allow_cpu_fallback:
+        if not self.accepts(cover):
             raise HtpCompileError(f"{soc.name}: {', '.join(cover.cpu_nodes) or 'part of the graph'} would run on "
                                   f"the CPU, not the HTP ({cover.partitions} HTP partition(s)); nothing written. "
                                   "Pass --allow-cpu-fallback to accept it (the manifest then lists them)")
@@ -185,17 +185,14 @@ class QnnTarget(Target):
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
         from .target_onnx import OnnxTarget
 
-        checks = OnnxTarget().structural_check(path, request, module)  # the same QDQ ONNX contract
-        return [c for c in checks if c.name != "DepthToSpace"] + [self._io_check(path)]
+        # The same QDQ ONNX contract; its "input shape" check holds the input to the fixed size asked.
+        checks = OnnxTarget().structural_check(path, request, module)
+        return [c for c in checks if c.name != "DepthToSpace"]
 
-    def _io_check(self, path: Path) -> StructuralCheck:
-        onnx = require("onnx", self.extra, "checking qnn artifacts")
-        try:
-            model = onnx.load(str(path))
-        except Exception as exc:  # reported by the onnx checks already
-            return StructuralCheck("fixed input", False, str(exc).splitlines()[0])
-        dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] if model.graph.input else []
-        return StructuralCheck("fixed input", len(dims) == 4 and all(d > 0 for d in dims), f"input dims {dims}")
+    def accepts(self, cover: Coverage) -> bool:
+        """Whether a compiled model's coverage passes: on the HTP, and every compute op there
+        unless this target allows CPU fallback."""
+        return cover.partitions >= 1 and (cover.full or self.allow_cpu_fallback)
 
     def companion_checks(self, companions: list[Path], request: ExportRequest) -> list[StructuralCheck]:
         onnx = require("onnx", self.extra, "checking qnn artifacts")
@@ -208,8 +205,7 @@ class QnnTarget(Target):
             except Exception as exc:  # a corrupt context model is a failed check
                 checks.append(StructuralCheck(f"HTP coverage {path.name}", False, str(exc).splitlines()[0]))
                 continue
-            ok = cover.partitions >= 1 and (cover.full or self.allow_cpu_fallback)
-            checks.append(StructuralCheck(f"HTP coverage {path.name}", ok, cover.summary()))
+            checks.append(StructuralCheck(f"HTP coverage {path.name}", self.accepts(cover), cover.summary()))
         return checks
 
     def runnable_companions(self, companions: list[Path]) -> list[tuple[Path, tuple[str, ...]]]:
