@@ -211,7 +211,7 @@ def test_artifact_backend_tiles_within_the_artifacts_largest_side(tmp_path: Path
     assert max(max(t.y1 - t.y0, t.x1 - t.x0) for t in plan.tiles) <= 64
     assert up.plan(60, 40).tile is None  # fits: one call
     monkeypatch.setattr(up.backend, "max_side", 40, raising=False)  # 40 - 2 * 21 leaves no core
-    with pytest.raises(ValueError, match="accepts LR sides up to 40, too few for an overlap of 21"):
+    with pytest.raises(ValueError, match="accepts LR sides up to 40 leaves no core after an overlap of 21"):
         up.plan(150, 90)
 
 

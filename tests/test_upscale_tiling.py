@@ -17,7 +17,7 @@ from carn_mobile.upscaling.backends import TorchBackend
 from carn_mobile.upscaling.image import ImageData
 from carn_mobile.upscaling.memory import MIN_AUTO_TILE, auto_tile, estimate_bytes
 from carn_mobile.upscaling.receptive_field import receptive_field
-from carn_mobile.upscaling.tiling import Tile, plan_tiles, run_tiled, split
+from carn_mobile.upscaling.tiling import Tile, core_tile, plan_fixed_tiles, plan_tiles, run_tiled, split, split_fixed
 from carn_mobile.weights import load_model
 
 TOL = 1e-5
@@ -108,6 +108,58 @@ def test_plan_tiles_clips_to_the_image():
         assert 0 <= t.x0 <= t.core_x0 < t.core_x1 <= t.x1 <= 25
         assert t.core_y0 - t.y0 == min(3, t.core_y0) and t.y1 - t.core_y1 == min(3, 10 - t.core_y1)
     assert plan_tiles(10, 25, None, 3) == [Tile(0, 10, 0, 25, 0, 10, 0, 25)]
+
+
+@given(length=st.integers(1, 400), box=st.integers(1, 160), overlap=st.integers(0, 40))
+@settings(max_examples=200, deadline=None)
+def test_fixed_boxes_keep_their_size_and_cover_with_the_fewest(length, box, overlap):
+    if length < box or box <= 2 * overlap:
+        with pytest.raises(ValueError, match=str(box)):
+            split_fixed(length, box, overlap)
+        return
+    spans = split_fixed(length, box, overlap)
+    assert spans[0][1] == 0 and spans[-1][2] == length
+    assert all(a[2] == b[1] for a, b in zip(spans, spans[1:], strict=False))  # cores partition the side
+    for b0, c0, c1 in spans:
+        assert 0 <= b0 and b0 + box <= length and c0 < c1
+        # each core sees `overlap` pixels around it inside its box, or the image border
+        assert c0 - b0 >= overlap or b0 == 0
+        assert b0 + box - c1 >= overlap or b0 + box == length
+    assert len(spans) == max(1, math.ceil((length - 2 * overlap) / (box - 2 * overlap)))
+    inner = [c1 - c0 for _, c0, c1 in spans[1:-1]]
+    assert not inner or max(inner) - min(inner) <= 1
+
+
+def test_fixed_plan_refuses_what_a_fixed_model_cannot_read():
+    with pytest.raises(ValueError, match="image side of 100 px is smaller than the fixed tile of 128 px"):
+        plan_fixed_tiles(100, 300, 128, 128, 21)
+    with pytest.raises(ValueError, match="image side of 90 px is smaller than the fixed tile of 96 px"):
+        plan_fixed_tiles(300, 90, 128, 96, 21)
+    with pytest.raises(ValueError, match="fixed tile of 42 px leaves no core after an overlap of 21"):
+        plan_fixed_tiles(300, 300, 42, 42, 21)
+    assert plan_fixed_tiles(128, 128, 128, 128, 21) == [Tile(0, 128, 0, 128, 0, 128, 0, 128)]
+
+
+def test_core_tile_keeps_boxes_inside_the_artifacts_side():
+    assert core_tile(150, 90, None, 21, 64) == 22
+    assert core_tile(150, 90, 10, 21, 64) == 10
+    assert core_tile(60, 40, None, 21, 64) is None and core_tile(60, 40, 80, 21, None) is None
+    with pytest.raises(ValueError, match="up to 40 leaves no core after an overlap of 21"):
+        core_tile(150, 90, None, 21, 40)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_fixed_size_tiles_equal_untiled_shipped_model(scale):
+    """Boxes of one size, shifted inward at the border, rebuild the whole-image output."""
+    backend = TorchBackend(load_model("carn-m"), scale)
+    lr = np.random.default_rng(scale).random((61, 95, 3), dtype=np.float32)
+    full = run_tiled(_network(backend), lr, scale, plan_tiles(61, 95, None, 21), 3)
+    tiles = plan_fixed_tiles(61, 95, 48, 56, 21)
+    assert {(t.y1 - t.y0, t.x1 - t.x0) for t in tiles} == {(48, 56)} and len(tiles) == 4 * 4
+    tiled = run_tiled(_network(backend), lr, scale, tiles, 3)
+    assert np.abs(tiled - full).max() <= TOL
+    short = run_tiled(_network(backend), lr, scale, plan_fixed_tiles(61, 95, 48, 56, 8), 3)
+    assert np.abs(short - full).max() > 1e-3  # too little overlap: the seams show
 
 
 # ----------------------------------------------------------------------------- equality

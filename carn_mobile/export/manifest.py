@@ -108,11 +108,13 @@ def build_manifest(
     export_seconds: float,
     gate: GateResult,
     versions: dict[str, str | None],
+    tiling: dict[str, Any],
 ) -> dict[str, Any]:
     """The manifest of ``artifact`` (written at ``staged`` until committed), in plain JSON types.
 
     ``request`` is the one the target was handed, its rewrites those applied; ``companions``
-    the bytes of each file beside the artifact, by name.
+    the bytes of each file beside the artifact, by name; ``tiling`` how an app tiles exactly
+    with it (:func:`carn_mobile.upscaling.tiling.tiling_record`).
     """
     record = request.to_manifest()
     export = record.pop("export") | {"seconds": round(export_seconds, 2), "notes": outcome.notes,
@@ -124,6 +126,7 @@ def build_manifest(
         "target": target.name,
         "target_description": target.description,
         **record,
+        "tiling": tiling,
         "weights": weights,
         "file": {"size_bytes": size_of(staged), "sha256": sha256_file(staged)},
         **({"companions": {name: {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

@@ -21,6 +21,8 @@ from ..parity import DEFAULT_POLICY, ParityError, ParityPolicy, ParityReport, pa
 from ..precision import get_precision, quantized_precisions
 from ..quantization import DEFAULT_RECIPE, CalibrationSource, Quantization, Recipe, RecipeRefused
 from ..runtimes import MissingDependencyError, ShapeSpec
+from ..upscaling.receptive_field import receptive_field
+from ..upscaling.tiling import tiling_record
 from ..weights import WeightsRef, load_model, resolve_weights
 from .base import ExportRequest, Target
 from .gate import check_artifact
@@ -290,6 +292,7 @@ def run_export(
             export_seconds=export_seconds,
             gate=gate,
             versions=tool_versions(job.target) | gate.report.runner_versions,
+            tiling=tiling_record(receptive_field(module.net.config, request.scale), request.shape),
         )
         tmp_manifest.write_text(dumps(manifest))
     return ExportResult(job, manifest, gate.report, outcome.notes)

@@ -20,7 +20,7 @@ from .backends import Backend, create_backend
 from .image import DEFAULT_MAX_PIXELS, FORMATS, ImageData, ImageError, check_min_size, format_for, gray_from_rgb
 from .memory import DEFAULT_MAX_MEMORY, auto_tile, estimate_bytes, format_bytes, parse_bytes, parse_count
 from .receptive_field import ReceptiveField, receptive_field
-from .tiling import Progress, Tile, plan_tiles, run_tiled
+from .tiling import Progress, Tile, core_tile, plan_tiles, run_tiled
 
 log = logging.getLogger("carn_mobile.upscaling")
 
@@ -138,17 +138,13 @@ class Upscaler:
         else:
             tile = self.tile  # type: ignore[assignment]
         max_side = getattr(self.backend, "max_side", None)
-        side_limit = None
-        if max_side is not None and max(height, width) > max_side:
-            # The artifact accepts LR sides up to max_side: tiles plus their overlap must fit.
-            cap = max_side - 2 * self.overlap
-            if cap < 1:
-                raise ValueError(f"the {self.backend.name} artifact accepts LR sides up to {max_side}, too few for "
-                                 f"an overlap of {self.overlap}; use another backend")
-            if tile is None or tile > cap:
-                tile, side_limit = cap, max_side
-        if tile is not None and tile >= max(height, width):
-            tile = None  # one tile covering everything: same as untiled
+        try:
+            chosen = core_tile(height, width, tile, self.overlap, max_side)
+        except ValueError as exc:
+            raise ValueError(f"the {self.backend.name} backend: {exc}; use another backend") from None
+        # The artifact's side limit (not memory or the caller) made the tiles this small.
+        side_limit = max_side if chosen is not None and chosen != tile else None
+        tile = chosen
         tiles = plan_tiles(height, width, tile, self.overlap)
         biggest = max((t.y1 - t.y0) * (t.x1 - t.x0) for t in tiles)
         # The estimate is linear in the area, so the largest box read decides.
