@@ -1,9 +1,11 @@
-// LiteRT (TensorFlow Lite): run a carn-export .tflite on an Android Bitmap, on the CPU (XNNPACK)
-// or on the GPU delegate, and get a Bitmap back.
-// Export: carn-export --target litert --layout nhwc --scale 4            (any size, resized here)
+// LiteRT (TensorFlow Lite): upscale an Android Bitmap of any size with a carn-export .tflite, on the
+// CPU (XNNPACK) or on the GPU delegate, tile by tile through CarnTiling.kt (exact: the result
+// equals one whole-image run).
+// Export: carn-export --target litert --layout nhwc --scale 4            (any size, resized per tile)
 //         carn-export --target litert --layout nhwc --scale 4 --shape 128x128   (GPU: one tile size)
 // Contract (NHWC): signature input "lr" float32 [1, H, W, 3] RGB in [0, 1];
 //                  output "sr" float32 [1, sH, sW, 3] RGB in [0, 1] (clamped in the model).
+// Assets: the .tflite and its manifest (<artifact>.json): scale, overlap and the fixed tile size.
 // Gradle: implementation("com.google.ai.edge.litert:litert:<version>")
 //         implementation("com.google.ai.edge.litert:litert-gpu:<version>")   // for useGpu = true
 // Written for carn-mobile (MIT). Not compiled in this repository's CI (no Android toolchain).
@@ -22,12 +24,13 @@ import java.nio.channels.FileChannel
 class LiteRTSuperResolution(
     context: Context,
     assetName: String = "carn-m_x4_fp32.tflite",
-    private val scale: Int = 4,
     useGpu: Boolean = false,
     threads: Int = 4,
+    coreTile: Int = 256   // LR core side per call for any-size exports (memory); fixed ones use their size
 ) : AutoCloseable {
     private var gpu: GpuDelegate? = null
     private val interpreter: Interpreter
+    private val tiler: TiledUpscaler
 
     init {
         val options = Interpreter.Options().setNumThreads(threads)   // XNNPACK is on by default
@@ -38,23 +41,27 @@ class LiteRTSuperResolution(
             gpu = GpuDelegate(compat.bestOptionsForThisDevice).also { options.addDelegate(it) }
         }
         interpreter = Interpreter(loadAsset(context, assetName), options)
+        tiler = TiledUpscaler(tilingSpecFromAsset(context, assetName), Layout.NHWC, ::runTile, coreTile)
     }
 
-    /** Upscales one tile (for big images call it per tile, export/README.md "Memory and tiling"). */
-    fun upscale(bitmap: Bitmap): Bitmap {
-        val (w, h) = bitmap.width to bitmap.height
-        val inShape = interpreter.getInputTensorFromSignature("lr", SIGNATURE).shape()   // [1, H, W, 3]
+    /** Upscales a bitmap of any size, tile by tile. */
+    fun upscale(bitmap: Bitmap): Bitmap = tiler.upscale(bitmap)
+
+    private fun runTile(tile: FloatArray, h: Int, w: Int): FloatArray {
+        val inShape = interpreter.getInputTensorFromSignature(INPUT, SIGNATURE).shape()   // [1, H, W, 3]
         if (inShape[1] != h || inShape[2] != w) {
             // The .tflite is stored at one size; its ops hold none, so it runs at any size after a
-            // resize. With the GPU delegate prefer a fixed-size export and tiles of exactly that size.
+            // resize. A fixed-size export never gets here: every tile has its size.
             interpreter.resizeInput(0, intArrayOf(1, h, w, 3))   // the one input (graph tensor serving_default_lr)
             interpreter.allocateTensors()
         }
-        val input = bitmapToNhwc(bitmap)
-        val output = ByteBuffer.allocateDirect(4 * 3 * (h * scale) * (w * scale)).order(ByteOrder.nativeOrder())
+        val input = ByteBuffer.allocateDirect(4 * tile.size).order(ByteOrder.nativeOrder())
+        input.asFloatBuffer().put(tile)
+        val s = tiler.spec.scale
+        val output = ByteBuffer.allocateDirect(4 * 3 * (h * s) * (w * s)).order(ByteOrder.nativeOrder())
         interpreter.runSignature(mapOf(INPUT to input), mapOf(OUTPUT to output), SIGNATURE)
         output.rewind()
-        return nhwcToBitmap(output, w * scale, h * scale)
+        return FloatArray(3 * (h * s) * (w * s)).also { output.asFloatBuffer().get(it) }
     }
 
     override fun close() {
@@ -74,30 +81,4 @@ class LiteRTSuperResolution(
                 }
             }
     }
-}
-
-/** ARGB pixels -> interleaved RGB floats in [0, 1] (NHWC: what a Bitmap already is, less alpha). */
-fun bitmapToNhwc(bitmap: Bitmap): ByteBuffer {
-    val (w, h) = bitmap.width to bitmap.height
-    val argb = IntArray(w * h).also { bitmap.getPixels(it, 0, w, 0, 0, w, h) }
-    val buffer = ByteBuffer.allocateDirect(4 * 3 * w * h).order(ByteOrder.nativeOrder())
-    for (p in argb) {
-        buffer.putFloat(((p shr 16) and 0xFF) / 255f)
-        buffer.putFloat(((p shr 8) and 0xFF) / 255f)
-        buffer.putFloat((p and 0xFF) / 255f)
-    }
-    buffer.rewind()
-    return buffer
-}
-
-/** Interleaved RGB floats in [0, 1] -> an opaque ARGB_8888 bitmap. */
-fun nhwcToBitmap(rgb: ByteBuffer, width: Int, height: Int): Bitmap {
-    val floats = rgb.asFloatBuffer()
-    val argb = IntArray(width * height) {
-        val r = Math.round(floats.get() * 255f)
-        val g = Math.round(floats.get() * 255f)
-        val b = Math.round(floats.get() * 255f)
-        (0xFF shl 24) or (r shl 16) or (g shl 8) or b
-    }
-    return Bitmap.createBitmap(argb, width, height, Bitmap.Config.ARGB_8888)
 }

@@ -1,10 +1,13 @@
-// ONNX Runtime Mobile: run a carn-export .onnx or .ort on an Android Bitmap and get a Bitmap back.
+// ONNX Runtime Mobile: upscale an Android Bitmap of any size with a carn-export .onnx or .ort,
+// tile by tile through CarnTiling.kt (exact: the result equals one whole-image run).
 // Contract: input "lr" float32 [1, 3, H, W] RGB in [0, 1]; output "sr" [1, 3, sH, sW] in [0, 1].
+// Assets: the artifact and its manifest (carn-m_x4_fp32.ort and carn-m_x4_fp32.ort.json): the
+// manifest gives the scale, the overlap (21 LR px) and, for a fixed-size export, the tile size.
 // Gradle: implementation("com.microsoft.onnxruntime:onnxruntime-android:<version>"), or a reduced
 // build made from the .ort's <artifact>.required_operators.config (ORT's build.py --include_ops_by_config).
 // The .ort (carn-export --target ort) is DCR-form: with useNnapi every node can go to NNAPI once H and
-// W are fixed (export a tile size: --shape 128x128); the manifest's export.details.mobile_usability
-// has the estimate.
+// W are fixed (export a tile size: --shape 128x128; every tile is then that size); the manifest's
+// export.details.mobile_usability has the estimate.
 // Written for carn-mobile (MIT). Not compiled in this repository's CI (no Android toolchain).
 
 import ai.onnxruntime.OnnxTensor
@@ -18,6 +21,7 @@ class OnnxSuperResolution(
     context: Context,
     assetName: String = "carn-m_x4_fp32.ort",   // or the .onnx; ORT reads both
     useNnapi: Boolean = false,
+    coreTile: Int = 256                        // LR core side per call for any-size models (memory)
 ) : AutoCloseable {
     private val env = OrtEnvironment.getEnvironment()
     private val session: OrtSession = run {
@@ -25,47 +29,24 @@ class OnnxSuperResolution(
         if (useNnapi) options.addNnapi()   // nodes NNAPI cannot take stay on the CPU provider
         env.createSession(context.assets.open(assetName).use { it.readBytes() }, options)
     }
+    private val tiler = TiledUpscaler(tilingSpecFromAsset(context, assetName), Layout.NCHW, ::runTile, coreTile)
 
-    /** Upscales one tile; for big images call it per tile (export/README.md, "Memory and tiling"). */
-    fun upscale(bitmap: Bitmap): Bitmap {
-        val (w, h) = bitmap.width to bitmap.height
-        val lr = bitmapToPlanarRgb(bitmap)
-        OnnxTensor.createTensor(env, FloatBuffer.wrap(lr), longArrayOf(1, 3, h.toLong(), w.toLong())).use { input ->
-            session.run(mapOf("lr" to input)).use { result ->
-                val sr = result[0] as OnnxTensor
-                val shape = sr.info.shape                          // [1, 3, sH, sW]
-                val out = FloatArray(sr.floatBuffer.remaining()).also { sr.floatBuffer.get(it) }
-                return planarRgbToBitmap(out, shape[3].toInt(), shape[2].toInt())
-            }
-        }
-    }
+    /** Upscales a bitmap of any size, tile by tile. */
+    fun upscale(bitmap: Bitmap): Bitmap = tiler.upscale(bitmap)
+
+    private fun runTile(tile: FloatArray, h: Int, w: Int): FloatArray = runOrtTile(env, session, tile, h, w)
 
     override fun close() = session.close()
 }
 
-/** ARGB pixels -> planar RGB floats in [0, 1] (R plane, then G, then B). */
-fun bitmapToPlanarRgb(bitmap: Bitmap): FloatArray {
-    val (w, h) = bitmap.width to bitmap.height
-    val argb = IntArray(w * h).also { bitmap.getPixels(it, 0, w, 0, 0, w, h) }
-    val plane = w * h
-    val out = FloatArray(3 * plane)
-    for (i in 0 until plane) {
-        val p = argb[i]
-        out[i] = ((p shr 16) and 0xFF) / 255f
-        out[plane + i] = ((p shr 8) and 0xFF) / 255f
-        out[2 * plane + i] = (p and 0xFF) / 255f
+/** One tile through an ONNX Runtime session: planar RGB floats [1, 3, h, w] in, [1, 3, sh, sw] out
+ *  (also used by QnnSuperResolution.kt). */
+fun runOrtTile(env: OrtEnvironment, session: OrtSession, tile: FloatArray, h: Int, w: Int): FloatArray {
+    val dims = longArrayOf(1, 3, h.toLong(), w.toLong())
+    OnnxTensor.createTensor(env, FloatBuffer.wrap(tile), dims).use { input ->
+        session.run(mapOf("lr" to input)).use { result ->
+            val sr = (result[0] as OnnxTensor).floatBuffer
+            return FloatArray(sr.remaining()).also { sr.get(it) }
+        }
     }
-    return out
-}
-
-/** Planar RGB floats in [0, 1] (the model clamps them) -> an opaque ARGB_8888 bitmap. */
-fun planarRgbToBitmap(rgb: FloatArray, width: Int, height: Int): Bitmap {
-    val plane = width * height
-    val argb = IntArray(plane) { i ->
-        val r = Math.round(rgb[i] * 255f)
-        val g = Math.round(rgb[plane + i] * 255f)
-        val b = Math.round(rgb[2 * plane + i] * 255f)
-        (0xFF shl 24) or (r shl 16) or (g shl 8) or b
-    }
-    return Bitmap.createBitmap(argb, width, height, Bitmap.Config.ARGB_8888)
 }
