@@ -1,57 +1,54 @@
-// Core ML: run a carn-export .mlpackage (tensor I/O) on a CGImage and get a CGImage back.
+// Core ML: upscale a CGImage of any size with a carn-export .mlpackage (tensor I/O), tile by tile
+// through CarnTiling.swift, and get a CGImage back.
 // Contract: input "lr" float32 [1, 3, H, W] RGB in [0, 1]; output "sr" [1, 3, sH, sW] in [0, 1].
-// Written for carn-mobile (MIT). iOS 16+ / macOS 13+.
+// For the Neural Engine export a fixed size (carn-export --target coreml --scale 4 --shape 128x128):
+// every tile is then that size. Written for carn-mobile (MIT). iOS 16+ / macOS 13+.
+// NOT compiled in this repository's CI (no Swift toolchain on its Linux machines).
 
 import CoreGraphics
 import CoreML
 
 final class CoreMLSuperResolution {
     private let model: MLModel
+    private let tiling: TilingSpec
 
-    /// `name` is the artifact's base name, e.g. "carn-m_x4_fp16" (Xcode bundles it as .mlmodelc).
+    /// `name` is the artifact's base name, e.g. "carn-m_x4_fp16_128x128" (Xcode bundles it as
+    /// .mlmodelc); bundle its manifest too ("carn-m_x4_fp16_128x128.mlpackage.json").
     init(name: String, computeUnits: MLComputeUnits = .all) throws {
         let config = MLModelConfiguration()
         config.computeUnits = computeUnits
-        guard let url = Bundle.main.url(forResource: name, withExtension: "mlmodelc") else {
-            throw NSError(domain: "CARN", code: 1, userInfo: [NSLocalizedDescriptionKey: "\(name) not bundled"])
+        guard let url = Bundle.main.url(forResource: name, withExtension: "mlmodelc"),
+              let manifest = Bundle.main.url(forResource: name + ".mlpackage", withExtension: "json") else {
+            throw NSError(domain: "CARN", code: 1, userInfo: [NSLocalizedDescriptionKey: "\(name) or its manifest not bundled"])
         }
         model = try MLModel(contentsOf: url, configuration: config)
+        tiling = try TilingSpec(manifest: Data(contentsOf: manifest))
     }
 
-    /// Upscales one tile. For big images call this per tile (see export/README.md, "Memory and tiling").
-    func upscale(_ image: CGImage) throws -> CGImage {
+    /// Upscales an image of any size, tile by tile (CarnTiling.swift): the result equals one
+    /// whole-image run. A fixed-size package refuses images smaller than its tile.
+    func upscale(_ image: CGImage, coreTile: Int = 256) throws -> CGImage {
         let (w, h) = (image.width, image.height)
-        let rgba = try rgbaBytes(of: image)
+        let tiler = TiledUpscaler(spec: tiling, layout: .nchw, coreTile: coreTile, runTile: self.runTile)
+        let pixels = try tiler.upscaleRGBA(try rgbaBytes(of: image), width: w, height: h)
+        return try makeImage(pixels, width: w * tiling.scale, height: h * tiling.scale)
+    }
 
-        // Preprocessing: RGBA bytes -> planar RGB floats in [0, 1].
+    /// One tile: planar RGB floats [1, 3, h, w] in, [1, 3, h*s, w*s] out.
+    private func runTile(_ tile: [Float], _ h: Int, _ w: Int) throws -> [Float] {
         let lr = try MLMultiArray(shape: [1, 3, NSNumber(value: h), NSNumber(value: w)], dataType: .float32)
-        let dst = lr.dataPointer.bindMemory(to: Float.self, capacity: 3 * h * w)
-        let plane = h * w
-        for i in 0..<plane {
-            dst[i] = Float(rgba[4 * i]) / 255
-            dst[plane + i] = Float(rgba[4 * i + 1]) / 255
-            dst[2 * plane + i] = Float(rgba[4 * i + 2]) / 255
-        }
-
+        let dst = lr.dataPointer.bindMemory(to: Float.self, capacity: tile.count)
+        for i in 0..<tile.count { dst[i] = tile[i] }
         let output = try model.prediction(from: MLDictionaryFeatureProvider(dictionary: ["lr": lr]))
         guard let sr = output.featureValue(for: "sr")?.multiArrayValue else {
             throw NSError(domain: "CARN", code: 2, userInfo: [NSLocalizedDescriptionKey: "no sr output"])
         }
-
-        // Postprocessing: planar RGB in [0, 1] (already clamped by the model) -> RGBA bytes.
-        let outH = sr.shape[2].intValue, outW = sr.shape[3].intValue
-        let src = sr.dataPointer.bindMemory(to: Float.self, capacity: 3 * outH * outW)
-        let outPlane = outH * outW
-        var pixels = [UInt8](repeating: 255, count: 4 * outPlane)
-        for i in 0..<outPlane {
-            pixels[4 * i] = UInt8((src[i] * 255).rounded())
-            pixels[4 * i + 1] = UInt8((src[outPlane + i] * 255).rounded())
-            pixels[4 * i + 2] = UInt8((src[2 * outPlane + i] * 255).rounded())
-        }
-        return try makeImage(pixels, width: outW, height: outH)
+        // The float32 output array is contiguous for these models; if you request a float16
+        // output or read strides from a custom model, honour `sr.strides` instead.
+        let count = sr.count
+        let src = sr.dataPointer.bindMemory(to: Float.self, capacity: count)
+        return Array(UnsafeBufferPointer(start: src, count: count))
     }
-    // Note: the float32 output array is contiguous for these models; if you request a float16
-    // output or read strides from a custom model, honour `sr.strides` instead.
 
     private func rgbaBytes(of image: CGImage) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: 4 * image.width * image.height)
