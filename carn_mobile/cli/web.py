@@ -8,6 +8,7 @@ page's speed with native onnxruntime on this machine.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,14 +44,18 @@ def _site(path: str) -> Path:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ..web.serve import make_server, url_of
+    from ..web.serve import is_loopback, make_server, url_of
 
     folder = _site(args.site)
     try:
         server = make_server(folder, args.host, args.port)
     except OSError as exc:
         raise CLIError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from None
+    if not is_loopback(args.host):
+        err_console.print(f"[yellow]warning:[/] --host {escape(args.host)} serves the site to every machine that "
+                          "can reach this one; the default 127.0.0.1 keeps it on this machine")
     make_console().print(f"serving {escape(str(folder.resolve()))} at [bold]{url_of(server)}[/] (Ctrl+C stops)")
+    sys.stdout.flush()  # a pipe (carn-web serve DIR | tee log) would hold the URL in its buffer
     try:
         server.serve_forever()
     except KeyboardInterrupt:

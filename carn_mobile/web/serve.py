@@ -3,16 +3,24 @@
 WebAssembly threads use ``SharedArrayBuffer``, which browsers enable only on cross-origin
 isolated pages: the server sends ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp`` with every response.
+
+It serves the site and nothing else: only regular files whose real path (symlinks resolved) is
+inside the site folder, only the file types a site has (:data:`SITE_TYPES`), and no directory
+listings; everything else is a 404 that says nothing about what exists outside.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -23,25 +31,77 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-class SiteHandler(SimpleHTTPRequestHandler):
-    """Serves one folder read-only, with cross-origin isolation and correct module/wasm types."""
+#: The file types an exported site consists of, and the Content-Type each is served with.
+SITE_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".json": "application/json",
+    ".wasm": "application/wasm",
+    ".onnx": "application/octet-stream",
+}
 
-    extensions_map = {
-        **SimpleHTTPRequestHandler.extensions_map,
-        ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
-        ".json": "application/json", ".onnx": "application/octet-stream",
-    }
+
+class SiteHandler(SimpleHTTPRequestHandler):
+    """Serves one folder read-only: its regular files of the site's types, with cross-origin
+    isolation; no listings, nothing a symlink reaches outside the folder."""
+
     quiet = False
 
     def end_headers(self) -> None:
         for key, value in ISOLATION_HEADERS.items():
             self.send_header(key, value)
         self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
         super().end_headers()
+
+    def site_file(self) -> Path | None:
+        """The file a request names, or ``None`` when it is not one the site may serve."""
+        root = Path(os.path.realpath(self.directory))
+        path = Path(self.translate_path(self.path))  # drops the query and '..' parts
+        if path.is_dir():
+            path = path / "index.html"  # a folder is its index page, never a listing
+        real = Path(os.path.realpath(path))
+        if real != root and root not in real.parents:
+            return None  # a symlink (or anything else) leading out of the site
+        if not real.is_file() or real.suffix.lower() not in SITE_TYPES:
+            return None
+        return real
+
+    def send_head(self) -> BinaryIO | None:
+        real = self.site_file()
+        if real is None:
+            self.send_error(HTTPStatus.NOT_FOUND, "Not found")
+            return None
+        try:
+            f = open(real, "rb")  # noqa: SIM115 (closed by the base class after copying)
+        except OSError:
+            self.send_error(HTTPStatus.NOT_FOUND, "Not found")
+            return None
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", SITE_TYPES[real.suffix.lower()])
+        self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+        self.end_headers()
+        return f
+
+    def list_directory(self, path: str | os.PathLike[str]) -> None:  # never reached; never list
+        self.send_error(HTTPStatus.NOT_FOUND, "Not found")
+        return None
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
         if not self.quiet:
             super().log_message(format, *args)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def make_server(folder: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
