@@ -6,9 +6,13 @@ skip with the reason when those are missing, except in CI (``CI`` set), where th
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import selectors
 import shutil
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -115,6 +119,63 @@ def test_server_sends_isolation_headers_and_types(tmp_path: Path) -> None:
                 assert response.headers["Content-Type"] == kind
                 for key, value in ISOLATION_HEADERS.items():
                     assert response.headers[key] == value
+
+
+def status_of(url: str, path: str) -> tuple[int, bytes]:
+    """The status and body of ``GET path`` sent as written (no client-side normalisation)."""
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_server_serves_only_the_sites_own_files(tmp_path: Path) -> None:
+    """Symlinks out of the site, listings, other file types and '..' are all a plain 404."""
+    site, outside = tmp_path / "site", tmp_path / "outside"
+    (site / "models").mkdir(parents=True)
+    outside.mkdir()
+    (site / "index.html").write_text("<!doctype html><title>site</title>")
+    (site / "a.mjs").write_text("export {};")
+    (site / "models" / "m.onnx").write_bytes(b"onnx")
+    (site / "notes.txt").write_text("not a site file type")
+    (outside / "secret.json").write_text('{"secret": 1}')
+    (site / "alias.mjs").symlink_to(site / "a.mjs")  # a symlink that stays inside: served
+    (site / "leak.json").symlink_to(outside / "secret.json")
+    (site / "leak.txt").symlink_to("/etc/hostname")
+    (site / "etc").symlink_to("/etc")
+    (site / "out").symlink_to(outside)
+    with serving(site) as url:
+        assert status_of(url, "/") == (200, b"<!doctype html><title>site</title>")
+        assert status_of(url, "/a.mjs")[0] == status_of(url, "/alias.mjs")[0] == 200
+        assert status_of(url, "/models/m.onnx") == (200, b"onnx")
+        for path in ("/leak.json", "/leak.txt", "/etc/passwd", "/etc/", "/out/secret.json", "/models/",
+                     "/models", "/notes.txt", "/../outside/secret.json", "/%2e%2e/outside/secret.json",
+                     "/missing.js"):
+            status, body = status_of(url, path)
+            assert status == 404, path
+            assert b"secret" not in body and b"root:" not in body, path
+
+
+def test_serve_warns_off_loopback_and_flushes_its_url_into_a_pipe(url_site: Path) -> None:
+    """`carn-web serve DIR | tee log` shows the URL at once; binding beyond loopback warns."""
+    code = "from carn_mobile.cli.web import main; main()"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", str(url_site), "--host", "0.0.0.0", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=60), "no line on the pipe within 60 s: the URL is stuck in a buffer"
+        line = proc.stdout.readline().decode()
+        assert line.startswith("serving ") and "http://0.0.0.0:" in line
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=30)[1].decode()
+    assert "warning: --host 0.0.0.0 serves the site to every machine" in err and "Traceback" not in err
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +347,65 @@ def test_page_output_equals_python(page, site: Path, photo: Path, scale: int, ti
         assert reply["tiles"] > 1 and reply["tile"] == tile
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.screenshot(ARTIFACTS / f"web-page-x{scale}{'-tiled' if tile else ''}.png")
+
+
+def webgpu_adapter(browser: web_browser.Browser) -> str:
+    """The page's WebGPU adapter; headless Chromium here has SwiftShader's (numbers, not speed).
+    A browser without one fails the test in CI and skips it elsewhere."""
+    webgpu = browser.evaluate("carnWeb.webgpu")
+    if not webgpu.get("adapter"):
+        if os.environ.get("CI"):
+            pytest.fail(f"the WebGPU tests must run in CI: {webgpu.get('why')}")
+        pytest.skip(f"no WebGPU adapter: {webgpu.get('why')}")
+    return webgpu["adapter"]
+
+
+def test_webgpu_matches_python_onnxruntime_for_every_model(page, site: Path) -> None:
+    """Every model of the site on the page's WebGPU backend against Python onnxruntime (CPU):
+    fp32 within 1e-4, the same bound as the WebAssembly backend's parity check."""
+    browser, url = page
+    browser.open(f"{url}index.html")
+    webgpu_adapter(browser)
+    assert browser.evaluate("carnWeb.backends") == ["wasm", "webgpu"]
+    models = web_site.read_site_json(site)["models"]
+    assert len(models) == 2
+    rng = np.random.default_rng(27)
+    for model in models:
+        lr = rng.random((1, 3, 20, 28), dtype=np.float32)
+        session = onnxruntime.InferenceSession(str(site / model["file"]), providers=["CPUExecutionProvider"])
+        (want,) = session.run(None, {"lr": lr})
+        got, _ = browser.run_tensor(model["scale"], lr, "webgpu")
+        assert np.abs(got - want).max() <= 1e-4, model["file"]
+
+
+def test_page_runs_and_names_webgpu(page, site: Path, photo: Path) -> None:
+    """The page on WebGPU: its output within 1 level of Python's, its status naming the runtime,
+    the backend and the adapter that ran."""
+    browser, url = page
+    browser.open(f"{url}index.html?backend=webgpu")
+    adapter = webgpu_adapter(browser)
+    reply = browser.upscale(photo, 2)
+    assert reply["state"] == "done", reply.get("error")
+    assert reply["backend"] == "webgpu" and browser.evaluate("carnWeb.notice") is None
+    assert f"WebGPU on the {adapter} adapter" in reply["status"] and "ONNX Runtime Web" in reply["status"]
+    expected = native_sr(site / "models" / "carn-m_x2_fp32.onnx", np.asarray(Image.open(photo).convert("RGB")))
+    assert np.abs(reply["rgb"].astype(np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+def test_page_says_when_webgpu_is_missing_instead_of_falling_back(page, photo: Path) -> None:
+    browser, url = page
+    state = browser.open(f"{url}index.html?backend=webgpu",
+                         init_script="Object.defineProperty(Navigator.prototype, 'gpu', {get: () => undefined})")
+    assert state["state"] == "ready"
+    notice = browser.evaluate("carnWeb.notice")
+    assert notice == ("WebGPU was asked for but is not available (this browser has no navigator.gpu): "
+                      "running on WebAssembly (CPU).")
+    assert browser.evaluate("document.getElementById('notice').hidden") is False
+    assert browser.evaluate("carnWeb.backends") == ["wasm"]
+    reply = browser.upscale(photo, 2)
+    assert reply["state"] == "done" and reply["backend"] == "wasm" and "WebAssembly, " in reply["status"]
+    with pytest.raises(web_browser.BrowserError, match="WebGPU is not available here"):
+        browser.run_tensor(2, np.zeros((1, 3, 8, 8), np.float32), "webgpu")
 
 
 def test_page_rejects_a_file_that_is_no_image(page, tmp_path: Path) -> None:

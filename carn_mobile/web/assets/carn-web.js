@@ -195,8 +195,15 @@ const api = {
   threads: 1,
   result: null,
   ready: null,
+  /** The backends this browser can run ("wasm", and "webgpu" when it has an adapter). */
+  backends: ["wasm"],
+  /** {adapter: "vendor architecture"} when WebGPU is usable, else {why: "..."}. */
+  webgpu: { why: "not checked yet" },
+  /** What the page says when it runs something other than what was asked (no silent fallback). */
+  notice: null,
   /** Run the untiled model on one NCHW float32 tensor (what parity checks compare). */
   async runTensor(scale, data, h, w, backend = "wasm") {
+    checkBackend(backend);
     const model = modelFor(scale);
     const { run } = await loadSession(api.site, model, backend, api.threads);
     return Float32Array.from(await run(Float32Array.from(data), h, w));
@@ -208,6 +215,14 @@ const api = {
   toBase64,
 };
 window.carnWeb = api;
+
+/** Refuse a backend this browser cannot run, rather than quietly running another one. */
+function checkBackend(backend) {
+  if (!api.backends.includes(backend)) {
+    throw new Error(backend === "webgpu" ? `WebGPU is not available here (${api.webgpu.why})` :
+      `unknown backend ${backend}: this page runs ${api.backends.join(" or ")}`);
+  }
+}
 
 function modelFor(scale) {
   const model = api.site.models.find((m) => m.scale === Number(scale));
@@ -278,6 +293,7 @@ async function upscaleCurrent() {
   const site = api.site;
   const model = modelFor($("scale").value);
   const backend = $("backend").value;
+  checkBackend(backend);
   const { bitmap, name } = current;
   const outPixels = bitmap.width * bitmap.height * model.scale * model.scale;
   const limit = intParam("maxOutputPixels") ?? site.maxOutputPixels;
@@ -303,10 +319,9 @@ async function upscaleCurrent() {
   progress.hidden = true;
   api.result = { ...result, ms, scale: model.scale, backend, tile, name };
   show(result, bitmap);
-  const threads = backend === "wasm" ? `, ${api.threads} thread${api.threads === 1 ? "" : "s"}` : "";
   $("status").textContent = `x${model.scale}: ${bitmap.width}x${bitmap.height} \u2192 ${result.width}x${result.height} ` +
     `in ${(ms / 1000).toFixed(2)} s (${result.tiles} tile${result.tiles === 1 ? "" : "s"} of at most ${tile} px, ` +
-    `${backend}${threads})`;
+    `${describeBackend(backend)})`;
   $("download").disabled = false;
   api.state = "done";
 }
@@ -334,12 +349,30 @@ function download() {
   }, "image/png");
 }
 
-async function webgpuAvailable() {
+/** The runtime and backend that ran, as the status line names them. */
+function describeBackend(backend) {
+  const runtime = `ONNX Runtime Web ${api.site.ort.version}`;
+  if (backend === "webgpu") return `${runtime}, WebGPU on the ${api.webgpu.adapter} adapter`;
+  return `${runtime}, WebAssembly, ${api.threads} thread${api.threads === 1 ? "" : "s"}`;
+}
+
+/** Whether WebGPU can run here: {adapter} or {why} (no navigator.gpu, no adapter, an error). */
+async function probeWebgpu() {
+  if (!navigator.gpu) return { why: "this browser has no navigator.gpu" };
   try {
-    return Boolean(navigator.gpu && (await navigator.gpu.requestAdapter()));
-  } catch {
-    return false;
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return { why: "the browser offers no WebGPU adapter" };
+    const info = adapter.info || {};
+    return { adapter: [info.vendor, info.architecture].filter(Boolean).join(" ") || "unnamed" };
+  } catch (err) {
+    return { why: `requesting a WebGPU adapter failed: ${err.message || err}` };
   }
+}
+
+function showNotice(message) {
+  api.notice = message;
+  $("notice").textContent = message;
+  $("notice").hidden = false;
 }
 
 async function start() {
@@ -365,8 +398,19 @@ async function start() {
   const scales = $("scale");
   for (const m of site.models) scales.add(new Option(`x${m.scale}`, String(m.scale)));
   if (params.has("scale")) scales.value = params.get("scale");
-  if (site.ort.builds.webgpu && (await webgpuAvailable())) $("backend").add(new Option("WebGPU", "webgpu"));
-  if (params.has("backend")) $("backend").value = params.get("backend");
+  api.webgpu = site.ort.builds.webgpu ? await probeWebgpu() : { why: "this site has no WebGPU build" };
+  if (api.webgpu.adapter) {
+    api.backends.push("webgpu");
+    $("backend").add(new Option(`WebGPU (${api.webgpu.adapter})`, "webgpu"));
+  }
+  const asked = params.get("backend");
+  if (asked && api.backends.includes(asked)) {
+    $("backend").value = asked;
+  } else if (asked) {
+    // Say so, rather than run on WebAssembly while the URL says WebGPU.
+    showNotice(asked === "webgpu" ? `WebGPU was asked for but is not available (${api.webgpu.why}): ` +
+      "running on WebAssembly (CPU)." : `Unknown backend "${asked}": running on WebAssembly (CPU).`);
+  }
   $("about").textContent = `${site.model} ${site.precision}, ${site.models.map((m) => `x${m.scale}`).join(" / ")}, ` +
     `ONNX Runtime Web ${site.ort.version}`;
   $("footer").textContent = `${site.weights} \u2014 ${site.license}. ` +
