@@ -247,20 +247,22 @@ class TiledUpscaler(
     fun upscale(image: RgbImage, progress: ((Int, Int) -> Unit)? = null): RgbImage {
         val s = spec.scale
         val out = RgbImage(image.width * s, image.height * s)
-        run(image, progress) { tile, hr ->
+        run(image.height, image.width, { p, c -> image.pixels[3 * p + c] }, progress) { tile, hr ->
             forCore(tile, s, out.width) { index, outIndex, c -> out.pixels[3 * outIndex + c] = hr[index] }
         }
         return out
     }
 
-    /** ARGB in, ARGB out (what Android's Bitmap holds): each tile is rounded as it is stitched,
-     *  so memory holds the two pixel arrays and one tile's floats. */
+    /** ARGB in, ARGB out (what Android's Bitmap holds): tiles are cut straight from the ARGB
+     *  pixels and rounded as they are stitched, so memory holds the two pixel arrays and one
+     *  tile's floats. Same values as upscale(RgbImage.fromArgb(...)).toArgb(). */
     fun upscaleArgb(argb: IntArray, width: Int, height: Int, progress: ((Int, Int) -> Unit)? = null): IntArray {
+        require(argb.size == width * height) { "a ${width}x$height image has ${width * height} pixels, got ${argb.size}" }
         val s = spec.scale
-        val image = RgbImage.fromArgb(argb, width, height)
         val out = IntArray(width * s * height * s)
         val rgb = FloatArray(3)
-        run(image, progress) { tile, hr ->
+        val read = { p: Int, c: Int -> ((argb[p] shr (16 - 8 * c)) and 0xFF) / 255f }
+        run(height, width, read, progress) { tile, hr ->
             forCore(tile, s, width * s) { index, outIndex, c ->
                 rgb[c] = hr[index]
                 if (c == 2) out[outIndex] = argb(rgb[0], rgb[1], rgb[2])
@@ -269,31 +271,33 @@ class TiledUpscaler(
         return out
     }
 
-    private fun run(image: RgbImage, progress: ((Int, Int) -> Unit)?, write: (Tile, FloatArray) -> Unit) {
-        val tiles = plan(image.height, image.width)
+    /** Plans, then for each tile: cut its box with [read] (pixel index, channel -> value), run the
+     *  model, check the output's size, and hand it to [write]. */
+    private fun run(
+        height: Int,
+        width: Int,
+        read: (Int, Int) -> Float,
+        progress: ((Int, Int) -> Unit)?,
+        write: (Tile, FloatArray) -> Unit
+    ) {
+        val tiles = plan(height, width)
         val s = spec.scale
         for ((i, tile) in tiles.withIndex()) {
-            val hr = runTile(cut(image, tile), tile.height, tile.width)
-            val expected = 3 * tile.height * s * tile.width * s
+            val h = tile.height
+            val w = tile.width
+            val box = FloatArray(3 * h * w)
+            for (y in 0 until h) for (x in 0 until w) {
+                val p = (tile.y0 + y) * width + tile.x0 + x
+                for (c in 0 until 3) box[index(c, y, x, h, w)] = read(p, c)
+            }
+            val hr = runTile(box, h, w)
+            val expected = 3 * h * s * w * s
             check(hr.size == expected) {
-                "the model returned ${hr.size} floats for a ${tile.height}x${tile.width} tile, expected $expected " +
-                    "(3 x ${tile.height * s} x ${tile.width * s})"
+                "the model returned ${hr.size} floats for a ${h}x$w tile, expected $expected (3 x ${h * s} x ${w * s})"
             }
             write(tile, hr)
             progress?.invoke(i + 1, tiles.size)
         }
-    }
-
-    /** The tile's box, as the model reads it. */
-    private fun cut(image: RgbImage, tile: Tile): FloatArray {
-        val h = tile.height
-        val w = tile.width
-        val out = FloatArray(3 * h * w)
-        for (y in 0 until h) for (x in 0 until w) {
-            val from = 3 * ((tile.y0 + y) * image.width + tile.x0 + x)
-            for (c in 0 until 3) out[index(c, y, x, h, w)] = image.pixels[from + c]
-        }
-        return out
     }
 
     /** Visits the core of a tile's output: (index in the output tensor, pixel index in the
