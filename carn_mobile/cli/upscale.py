@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upscaling factor: 2, 3 or 4 (8 if the model has it)")
     p.add_argument("--model", choices=list_models(), help="architecture (default: from the weights file, else carn-m)")
     p.add_argument("--weights", help="checkpoint file or shipped weights name (default: shipped for --model)")
-    p.add_argument("--backend", default="torch", choices=available_backends(), help="inference engine (default torch)")
+    p.add_argument("--backend", choices=available_backends(),
+                   help="inference engine (default: torch for fp32, the fastest installed one for --precision)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="fp32 (default); int8 runs a quality-gated int8 export (ExecuTorch where installed), "
+                        "fp16 a float16 one; both are made once into the cache")
     p.add_argument(
         "--tile",
         type=_tile,
@@ -233,6 +237,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
         logger.addHandler(_NoteHandler(logging.INFO))
         logger.setLevel(logging.INFO)
+        logger.propagate = False  # a converter's logging.basicConfig would print each note twice
     out = make_console()
     # A UsageError is a ValueError: common.run reports it and exits 2, before anything runs.
     if args.codec is not None:
@@ -253,6 +258,7 @@ def _main(argv: Sequence[str] | None) -> int:
             args.model,
             weights=args.weights,
             backend=args.backend,
+            precision=args.precision,
             tile=tile,
             overlap=args.overlap,
             max_memory=args.max_memory,

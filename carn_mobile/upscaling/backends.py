@@ -142,6 +142,9 @@ class ArtifactBackend:
         self.scale = int(scale)
         self.config = model.config
         self.artifact = artifact
+        self.precision: str = manifest["precision"]
+        #: The quality gate's measured drop, for a quantized artifact (``None`` for float ones).
+        self.quality: str | None = quality_line(manifest)
         self.max_side: int | None = shape.bounds[1] if shape.kind == "dynamic" else None
         self._run = opened
 
@@ -153,43 +156,121 @@ class ArtifactBackend:
         return np.concatenate([self._run(lr[i : i + 1]) for i in range(lr.shape[0])])
 
 
+def quality_line(manifest: dict) -> str | None:
+    """What the export's quality gate measured for a quantized artifact, in a few words:
+    ``"task PSNR drop Set5 0.024, Set14 0.030, test-image 0.020 dB (gate <= 0.1 dB)"``."""
+    quality = manifest.get("parity", {}).get("quality")
+    if not quality:
+        return None
+    drops = ", ".join(f"{s['name']} {s['drop_db']:.3f}" for s in quality.get("sets", []))
+    limit = quality.get("limits", {}).get("max_task_psnr_drop_db")
+    return f"task PSNR drop {drops} dB" + (f" (gate <= {limit} dB)" if limit is not None else "")
+
+
+#: The artifact backends that run each reduced precision fastest, best first, from
+#: benchmarks/int8-x86_64-2core (CARN-M, 2 threads): ExecuTorch int8 ran 2.2-2.6x faster than
+#: onnxruntime fp32 and onnxruntime int8 1.1-1.4x; in fp16 onnxruntime beat ExecuTorch, though both
+#: ran slower than fp32 on a CPU without fp16 arithmetic.
+PRECISION_BACKENDS: dict[str, tuple[str, ...]] = {
+    "int8": ("executorch", "onnxruntime"),
+    "fp16": ("onnxruntime", "executorch"),
+}
+
+
+def backend_precisions(name: str) -> tuple[str, ...]:
+    """The precisions backend ``name`` can run (``torch``: fp32; an artifact backend: its target's)."""
+    from ..export import artifact_backends, get_target
+
+    if name == "torch":
+        return ("fp32",)
+    target = artifact_backends().get(name)
+    return get_target(target).precisions if target else ()
+
+
+def choose_backend(precision: str = "fp32", backend: str | None = None) -> str:
+    """The backend that runs ``precision``: ``backend`` when given, else ``torch`` for fp32 and
+    the fastest installed artifact backend for the others (:data:`PRECISION_BACKENDS`).
+    ``ValueError`` in one line, naming the backends that can, when that is impossible."""
+    from ..export import artifact_backends, get_target
+    from ..precision import get_precision
+    from ..runtimes import MissingDependencyError
+
+    precision = get_precision(precision).name  # an unknown name: one line listing the known ones
+    able = [b for b in ("torch", *sorted(artifact_backends())) if precision in backend_precisions(b)]
+    if backend is not None:
+        if precision not in backend_precisions(backend):
+            if backend not in backend_factories():
+                raise ValueError(f"unknown backend {backend!r}; available: {', '.join(available_backends())}")
+            raise ValueError(f"the {backend} backend runs {', '.join(backend_precisions(backend))} only; "
+                             f"{precision} runs on: {', '.join(able) or 'no backend'}")
+        return backend
+    if precision == "fp32":
+        return "torch"
+    missing = []
+    for name in PRECISION_BACKENDS.get(precision, ()):
+        try:
+            get_target(artifact_backends()[name]).check_available()
+        except MissingDependencyError as exc:
+            missing.append(str(exc))
+            continue
+        return name
+    raise ValueError(f"no installed backend runs {precision}: {'; '.join(missing) or 'none offers it'}")
+
+
 def cache_dir() -> Path:
     """Where exported artifacts for the artifact backends are kept."""
     return Path(os.environ.get("CARN_CACHE_DIR") or Path.home() / ".cache" / "carn-mobile")
 
 
-def cached_artifact(target: str, ref: WeightsRef, scale: int) -> Path:
-    """The cached, parity-checked dynamic ``target`` export of the weights at ``scale`` (made on first use)."""
+def cached_artifact(target: str, ref: WeightsRef, scale: int, precision: str = "fp32") -> Path:
+    """The cached, parity-checked dynamic ``target`` export of the weights at ``scale`` in
+    ``precision`` (made on first use; a quantized one calibrated on the built-in images, so the
+    same weights always give the same artifact, and gated on its quality like any int8 export)."""
     from ..export import DEFAULT_REWRITES, ExportRequest, export_model, get_target, read_manifest
     from ..export.pipeline import artifact_path
+    from ..export.rewrites import parse_rewrites
     from ..fileio import sha256_file
+    from ..precision import get_precision
+    from ..quantization import CalibrationSource
     from ..runtimes import parse_shape
 
     adapter = get_target(target)
     folder = cache_dir() / target / ref.sha256[:16]
     shape = parse_shape("dynamic").with_default_max(adapter.default_max_side)
-    path = artifact_path(adapter, ExportRequest(ref.arch, scale, "fp32", shape), folder)  # where the export writes it
+    path = artifact_path(adapter, ExportRequest(ref.arch, scale, precision, shape), folder)  # where export writes it
     if path.exists():
         manifest = read_manifest(path)
         try:
-            current = ExportRequest.from_manifest(manifest, adapter, path.name).rewrites == DEFAULT_REWRITES
+            recorded = ExportRequest.from_manifest(manifest, adapter, path.name)
+            # What an export would apply now: the defaults, or a quantization recipe's choice of them.
+            wanted = DEFAULT_REWRITES if recorded.quantization is None else \
+                parse_rewrites(list(recorded.quantization.recipe.rewrites(DEFAULT_REWRITES)))
+            current = parse_rewrites(list(recorded.rewrites)) == wanted
         except ValueError:  # a manifest this version cannot read back: export again
             current = False
         if manifest["file"]["sha256"] == sha256_file(path) and manifest["parity"]["status"] == "passed" and current:
             return path
-    log.info("first use of the %s backend at x%d: exporting and checking the artifact once, into %s "
-             "(reused while it matches)", target, scale, path)
-    export_model(ref.arch, ref.spec, targets=[target], scales=[scale], precision="fp32", out_dir=folder, force=True)
+    calibration = CalibrationSource() if get_precision(precision).quantized else None
+    log.info("first use of the %s backend at x%d in %s: exporting and checking the artifact once, into %s "
+             "(reused while it matches)", target, scale, precision, path)
+    export_model(ref.arch, ref.spec, targets=[target], scales=[scale], precision=precision, out_dir=folder,
+                 force=True, calibration=calibration)
     return path
 
 
 def _artifact_factory(name: str, target: str) -> Callable[..., Backend]:
-    def factory(model: str | CARN | None, weights: str | os.PathLike | None, scale: int, device: str = "cpu"):
+    def factory(model: str | CARN | None, weights: str | os.PathLike | None, scale: int, device: str = "cpu",
+                precision: str = "fp32"):
         if isinstance(model, torch.nn.Module):
             raise ValueError(f"the {name} backend exports from a model name or weights file, not a model object")
         net = resolve_model(model, weights)
         check_scale(scale, net.scales)
-        return ArtifactBackend(name, net, cached_artifact(target, resolve_weights(model, weights), scale), scale)
+        artifact = cached_artifact(target, resolve_weights(model, weights), scale, precision)
+        backend = ArtifactBackend(name, net, artifact, scale)
+        if backend.quality is not None:
+            log.info("%s on the %s backend (%s); its export measured: %s", precision, name, artifact.name,
+                     backend.quality)
+        return backend
 
     return factory
 
@@ -217,11 +298,17 @@ def create_backend(
     weights: str | os.PathLike | None = None,
     scale: int = 4,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> Backend:
-    """Build the backend ``name`` for ``model`` at ``scale``."""
+    """Build the backend ``name`` for ``model`` at ``scale``, running ``precision`` (one the
+    backend offers: :func:`choose_backend` picks or checks it)."""
     factories = backend_factories()
     try:
         factory = factories[name]
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(factories))}") from None
-    return factory(model, weights, scale, device)
+    if precision not in backend_precisions(name):
+        choose_backend(precision, name)  # raises the one-line refusal
+    if name == "torch":
+        return factory(model, weights, scale, device)
+    return factory(model, weights, scale, device, precision)
