@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from carn_mobile.cli import upscale as upscale_cli
-from carn_mobile.export import get_target
+from carn_mobile.export import artifact_backends, get_target
 from carn_mobile.runtimes import MissingDependencyError
 from carn_mobile.testimage import natural_test_image_uint8
 from carn_mobile.upscaling import Upscaler
@@ -33,7 +33,7 @@ def test_each_precision_gets_the_backend_measured_fastest() -> None:
         installed = []
         for name in order:
             try:
-                get_target({"onnxruntime": "onnx"}.get(name, name)).check_available()
+                get_target(artifact_backends()[name]).check_available()
                 installed.append(name)
             except MissingDependencyError:
                 pass
@@ -82,8 +82,9 @@ def test_int8_upscaler_exports_once_gates_quality_and_says_the_drop(
     artifact = up.backend.artifact
     assert artifact.name == "carn-m_x4_int8.pte" and artifact.is_relative_to(int8_cache)
     line = next(r.getMessage() for r in caplog.records if "its export measured" in r.getMessage())
-    assert line.startswith("int8 on the executorch backend (carn-m_x4_int8.pte); its export measured: task PSNR drop ")
-    assert "test-image" in line and "(gate <= 0.1 dB)" in line
+    assert line.startswith("int8 on the executorch backend (carn-m_x4_int8.pte); its export measured: "
+                           "quality passed: Y-PSNR vs fp32 ")
+    assert "; task PSNR drop " in line and "test-image" in line and line.endswith(" dB (gate <= 0.1 dB)")
     drops = [float(part.split()[-1]) for part in line.split("drop ")[1].split(" dB")[0].split(", ")]
     assert drops and max(drops) <= 0.1
 

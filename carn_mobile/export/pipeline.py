@@ -181,9 +181,8 @@ def plan_exports(
                 raise
             skipped.append(SkippedTarget(name, str(exc)))
             continue
-        target_rewrites = chosen_rewrites
-        if quantization is not None and rewrites is None:  # the recipe's defaults; rewrites named by the user stay
-            target_rewrites = parse_rewrites(list(quantization.recipe.rewrites(chosen_rewrites)))
+        # Rewrites named by the user stay; otherwise the defaults for this (quantized or float) export.
+        target_rewrites = chosen_rewrites if rewrites is not None else default_rewrites(quantization)
         bundle = _bundle_path(target, weights.arch, scales, target_precision, target_shape, out_dir)
         for scale in scales:
             request = ExportRequest(
@@ -243,6 +242,13 @@ def _quantization(target: Target, precision: str, recipe: Recipe | None,
     if target.quantizer is None:
         raise TypeError(f"the {target.name} target lists {precision} but declares no quantizer")
     return Quantization.for_quantizer(target.quantizer, precision, recipe or DEFAULT_RECIPE, calibration)
+
+
+def default_rewrites(quantization: Quantization | None) -> tuple[str, ...]:
+    """The rewrites an export applies when none are named: :data:`DEFAULT_REWRITES`, or a
+    quantization recipe's choice of them."""
+    defaults = parse_rewrites(None)
+    return defaults if quantization is None else parse_rewrites(list(quantization.recipe.rewrites(defaults)))
 
 
 def run_export(

@@ -85,6 +85,13 @@ class QualityReport:
                 "max_drop_db": self.max_drop_db,
                 "sets": [asdict(s) | {"drop_db": round(s.drop_db, 4)} for s in self.sets]}
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> QualityReport:
+        """The report a manifest's ``parity.quality`` record holds (:meth:`to_json`)."""
+        fields = ("name", "images", "float_psnr_db", "quantized_psnr_db", "cropped")
+        sets = [SetDrop(**{k: s[k] for k in fields if k in s}) for s in record.get("sets", [])]
+        return cls(record.get("min_float_psnr_db"), sets, dict(record.get("limits", {})))
+
 
 def y_psnr(output: np.ndarray, reference: np.ndarray, scale: int) -> float:
     """Y-PSNR (8-bit, border ``scale`` cropped) of an NCHW [0, 1] output against another."""

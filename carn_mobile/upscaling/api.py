@@ -16,7 +16,7 @@ from ..fileio import check_writable
 from ..imresize import imresize
 from ..models import CARN, check_scale
 from . import image_read, image_write
-from .backends import Backend, choose_backend, create_backend
+from .backends import Backend, create_backend
 from .image import DEFAULT_MAX_PIXELS, FORMATS, ImageData, ImageError, check_min_size, format_for, gray_from_rgb
 from .memory import DEFAULT_MAX_MEMORY, auto_tile, estimate_bytes, format_bytes, parse_bytes, parse_count
 from .receptive_field import ReceptiveField, receptive_field
@@ -109,9 +109,8 @@ class Upscaler:
         self.tile: TileSpec = tile
         self.max_memory = parse_bytes(max_memory)
         self.max_pixels = parse_count(max_pixels)
-        self.precision = precision
-        self.backend: Backend = create_backend(choose_backend(precision, backend), model=model, weights=weights,
-                                               scale=self.scale, device=device, precision=precision)
+        self.backend: Backend = create_backend(backend, model=model, weights=weights, scale=self.scale, device=device,
+                                               precision=precision)
         self.receptive_field: ReceptiveField = receptive_field(self.backend.config, self.scale)
         if overlap is None:
             overlap = self.receptive_field.overlap

@@ -113,8 +113,9 @@ def resolve_model(model: str | CARN | None = "carn-m", weights: str | os.PathLik
 
 
 def _torch_backend(
-    model: str | CARN, weights: str | os.PathLike | None, scale: int, device: str = "cpu"
+    model: str | CARN, weights: str | os.PathLike | None, scale: int, device: str = "cpu", precision: str = "fp32"
 ) -> TorchBackend:
+    # create_backend has checked the precision: torch runs fp32 only.
     return TorchBackend(resolve_model(model, weights), scale, device)
 
 
@@ -157,14 +158,16 @@ class ArtifactBackend:
 
 
 def quality_line(manifest: dict) -> str | None:
-    """What the export's quality gate measured for a quantized artifact, in a few words:
-    ``"task PSNR drop Set5 0.024, Set14 0.030, test-image 0.020 dB (gate <= 0.1 dB)"``."""
-    quality = manifest.get("parity", {}).get("quality")
-    if not quality:
+    """The export quality gate's headline for a quantized artifact, with its drop limit:
+    ``"quality passed: Y-PSNR vs fp32 45.6 dB; task PSNR drop Set5 +0.024, ... dB (gate <= 0.1 dB)"``."""
+    from ..quantization.quality import QualityReport
+
+    record = manifest.get("parity", {}).get("quality")
+    if not record:
         return None
-    drops = ", ".join(f"{s['name']} {s['drop_db']:.3f}" for s in quality.get("sets", []))
-    limit = quality.get("limits", {}).get("max_task_psnr_drop_db")
-    return f"task PSNR drop {drops} dB" + (f" (gate <= {limit} dB)" if limit is not None else "")
+    report = QualityReport.from_json(record)
+    limit = report.limits.get("max_task_psnr_drop_db")
+    return report.headline() + (f" (gate <= {limit:g} dB)" if limit is not None else "")
 
 
 #: The artifact backends that run each reduced precision fastest, best first, from
@@ -226,8 +229,8 @@ def cached_artifact(target: str, ref: WeightsRef, scale: int, precision: str = "
     """The cached, parity-checked dynamic ``target`` export of the weights at ``scale`` in
     ``precision`` (made on first use; a quantized one calibrated on the built-in images, so the
     same weights always give the same artifact, and gated on its quality like any int8 export)."""
-    from ..export import DEFAULT_REWRITES, ExportRequest, export_model, get_target, read_manifest
-    from ..export.pipeline import artifact_path
+    from ..export import ExportRequest, export_model, get_target, read_manifest
+    from ..export.pipeline import artifact_path, default_rewrites
     from ..export.rewrites import parse_rewrites
     from ..fileio import sha256_file
     from ..precision import get_precision
@@ -242,10 +245,7 @@ def cached_artifact(target: str, ref: WeightsRef, scale: int, precision: str = "
         manifest = read_manifest(path)
         try:
             recorded = ExportRequest.from_manifest(manifest, adapter, path.name)
-            # What an export would apply now: the defaults, or a quantization recipe's choice of them.
-            wanted = DEFAULT_REWRITES if recorded.quantization is None else \
-                parse_rewrites(list(recorded.quantization.recipe.rewrites(DEFAULT_REWRITES)))
-            current = parse_rewrites(list(recorded.rewrites)) == wanted
+            current = parse_rewrites(list(recorded.rewrites)) == default_rewrites(recorded.quantization)
         except ValueError:  # a manifest this version cannot read back: export again
             current = False
         if manifest["file"]["sha256"] == sha256_file(path) and manifest["parity"]["status"] == "passed" and current:
@@ -292,7 +292,7 @@ def available_backends() -> list[str]:
 
 
 def create_backend(
-    name: str = "torch",
+    name: str | None = "torch",
     *,
     model: str | CARN | None = "carn-m",
     weights: str | os.PathLike | None = None,
@@ -300,15 +300,8 @@ def create_backend(
     device: str = "cpu",
     precision: str = "fp32",
 ) -> Backend:
-    """Build the backend ``name`` for ``model`` at ``scale``, running ``precision`` (one the
-    backend offers: :func:`choose_backend` picks or checks it)."""
-    factories = backend_factories()
-    try:
-        factory = factories[name]
-    except KeyError:
-        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(factories))}") from None
-    if precision not in backend_precisions(name):
-        choose_backend(precision, name)  # raises the one-line refusal
-    if name == "torch":
-        return factory(model, weights, scale, device)
-    return factory(model, weights, scale, device, precision)
+    """Build the backend ``name`` for ``model`` at ``scale``, running ``precision``; ``name=None``
+    takes the one :func:`choose_backend` picks for ``precision``, and a backend that cannot run it
+    is refused there in one line."""
+    name = choose_backend(precision, name)  # an unknown name is refused there too
+    return backend_factories()[name](model, weights, scale, device, precision)
