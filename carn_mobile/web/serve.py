@@ -85,10 +85,6 @@ class SiteHandler(SimpleHTTPRequestHandler):
         self.end_headers()
         return f
 
-    def list_directory(self, path: str | os.PathLike[str]) -> None:  # never reached; never list
-        self.send_error(HTTPStatus.NOT_FOUND, "Not found")
-        return None
-
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
         if not self.quiet:
             super().log_message(format, *args)
