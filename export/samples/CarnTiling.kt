@@ -201,14 +201,7 @@ class RgbImage(val width: Int, val height: Int, val pixels: FloatArray = FloatAr
         /** ARGB pixels (Android's Bitmap.getPixels) to RGB floats (byte / 255); alpha is dropped. */
         fun fromArgb(argb: IntArray, width: Int, height: Int): RgbImage {
             require(argb.size == width * height) { "a ${width}x$height image has ${width * height} pixels, got ${argb.size}" }
-            val out = RgbImage(width, height)
-            for (i in argb.indices) {
-                val p = argb[i]
-                out.pixels[3 * i] = ((p shr 16) and 0xFF) / 255f
-                out.pixels[3 * i + 1] = ((p shr 8) and 0xFF) / 255f
-                out.pixels[3 * i + 2] = (p and 0xFF) / 255f
-            }
-            return out
+            return RgbImage(width, height, FloatArray(3 * width * height) { i -> channel(argb[i / 3], i % 3) })
         }
     }
 }
@@ -261,7 +254,7 @@ class TiledUpscaler(
         val s = spec.scale
         val out = IntArray(width * s * height * s)
         val rgb = FloatArray(3)
-        val read = { p: Int, c: Int -> ((argb[p] shr (16 - 8 * c)) and 0xFF) / 255f }
+        val read = { p: Int, c: Int -> channel(argb[p], c) }
         run(height, width, read, progress) { tile, hr ->
             forCore(tile, s, width * s) { index, outIndex, c ->
                 rgb[c] = hr[index]
@@ -314,6 +307,9 @@ class TiledUpscaler(
     private fun index(c: Int, y: Int, x: Int, h: Int, w: Int): Int =
         if (layout == Layout.NCHW) (c * h + y) * w + x else (y * w + x) * 3 + c
 }
+
+/** Channel c (0 R, 1 G, 2 B) of an ARGB pixel as a float in [0, 1]: byte / 255. */
+private fun channel(argb: Int, c: Int): Float = ((argb shr (16 - 8 * c)) and 0xFF) / 255f
 
 private fun argb(r: Float, g: Float, b: Float): Int =
     (0xFF shl 24) or (level(r) shl 16) or (level(g) shl 8) or level(b)
