@@ -29,7 +29,7 @@ from carn_mobile.fileio import sha256_file
 from carn_mobile.metrics import to_uint8
 from carn_mobile.upscaling.receptive_field import receptive_field
 from carn_mobile.web import browser as web_browser
-from carn_mobile.web import ort_web
+from carn_mobile.web import litert_js, ort_web
 from carn_mobile.web import site as web_site
 from carn_mobile.web.serve import ISOLATION_HEADERS, serving
 from carn_mobile.weights import load_model
@@ -52,8 +52,8 @@ def no_browser(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def tools() -> web_browser.BrowserTools:
     found, why = web_browser.find_tools()
-    if found is None or found.ort_web_dist() is None:
-        why = why or "onnxruntime-web is not installed beside playwright-core (npm ci in export/web)"
+    if found is None or found.ort_web_dist() is None or found.litert_scope() is None:
+        why = why or "onnxruntime-web or @litertjs is not installed beside playwright-core (npm ci in export/web)"
         if os.environ.get("CI"):
             pytest.fail(f"the browser tests must run in CI: {why}")
         pytest.skip(f"no browser to test the page in: {why}")
@@ -180,15 +180,15 @@ def test_serve_warns_off_loopback_and_flushes_its_url_into_a_pipe(url_site: Path
 
 @pytest.fixture(scope="module")
 def url_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A site referencing ONNX Runtime Web by URL, checked in Python onnxruntime (no browser)."""
+    """A site referencing its runtimes by URL, checked in Python onnxruntime and ai-edge-litert (no browser)."""
     out = tmp_path_factory.mktemp("web-url")
     mp = pytest.MonkeyPatch()
     no_browser(mp)
     try:
-        (result,) = export_model("carn-m", targets=["web"], scales=[2], out_dir=out)
+        results = export_model("carn-m", targets=["web"], scales=[2], out_dir=out)
     finally:
         mp.undo()
-    assert result.report.runner == "onnxruntime"
+    assert [r.report.runner for r in results] == ["litert", "onnxruntime"]
     return out / "carn-m_x2_fp32.web"
 
 
@@ -197,10 +197,17 @@ def test_site_without_browser_is_checked_in_python(url_site: Path) -> None:
     assert site["ort"]["source"] == "url" and site["ort"]["version"] == ort_web.PINNED_VERSION
     wasm = site["ort"]["builds"]["wasm"]
     assert wasm["wasm"]["integrity"] == ort_web.PINNED_INTEGRITY["ort-wasm-simd-threaded.wasm"]
-    assert not (url_site / "ort").exists()
-    (model,) = site["models"]
-    assert model["scale"] == 2 and model["overlap"] == 21 and model["integrity"] == ort_web.integrity(
-        url_site / model["file"])
+    assert site["litert"]["source"] == "url" and site["litert"]["version"] == litert_js.PINNED_VERSION
+    assert site["litert"]["builds"]["threaded"]["wasm"]["integrity"] == litert_js.PINNED_INTEGRITY[
+        "core/wasm/litert_wasm_threaded_internal.wasm"]
+    assert site["backends"] == {"wasm": "litert", "webgpu": "ort"} and site["runtimes"] == ["litert", "ort"]
+    assert not (url_site / "ort").exists() and not (url_site / "litert").exists()
+    tflite, onnx = site["models"]
+    assert (tflite["runtime"], tflite["layout"], onnx["runtime"], onnx["layout"]) == ("litert", "NHWC", "ort", "NCHW")
+    assert set(tflite["tile"]) == {"wasm"} and set(onnx["tile"]) == {"wasm", "webgpu"}
+    for model in (tflite, onnx):
+        assert model["scale"] == 2 and model["overlap"] == 21 and model["integrity"] == ort_web.integrity(
+            url_site / model["file"])
     assert sorted(p.name for p in url_site.iterdir()) == sorted([*web_site.PAGE_FILES, "models", "site.json"])
     bundle = json.loads((url_site.parent / (url_site.name + ".json")).read_text())
     assert bundle["format"] == "carn-mobile/export-bundle@1" and bundle["scales"] == [2]
@@ -270,6 +277,9 @@ def test_failed_member_leaves_no_site(tmp_path: Path, monkeypatch: pytest.Monkey
         (["--target", "web", "--precision", "fp16"], "web supports fp32 only"),
         (["--target", "onnx", "--ort-web", "."], "options were given for web"),
         (["--target", "web", "--ort-web", "/nonexistent/dist"], "is not a folder"),
+        (["--target", "web", "--litert-js", "/nonexistent"], "lacks core/dist/index.js"),
+        (["--target", "web", "--web-runtime", "litert", "--ort-web", "."], "apply to sites with ONNX Runtime Web"),
+        (["--target", "web", "--web-runtime", "ort", "--litert-js", "."], "applies to sites with LiteRT.js"),
     ],
 )
 def test_export_errors(tmp_path: Path, args: list[str], message: str, capsys) -> None:
@@ -294,8 +304,9 @@ def site(tools: web_browser.BrowserTools, tmp_path_factory: pytest.TempPathFacto
     """A self-contained x2 + x4 site, each model checked in the page (runner onnxruntime-web)."""
     out = tmp_path_factory.mktemp("web")
     results = export_model("carn-m", targets=["web"], scales=[2, 4], out_dir=out,
-                           target_options={"web": {"ort_web": tools.ort_web_dist()}})
-    assert [r.report.runner for r in results] == ["onnxruntime-web", "onnxruntime-web"]
+                           target_options={"web": {"ort_web": tools.ort_web_dist(),
+                                                   "litert_js": tools.litert_scope()}})
+    assert [r.report.runner for r in results] == ["litert-js", "litert-js", "onnxruntime-web", "onnxruntime-web"]
     assert all(r.report.max_abs is not None and r.report.max_abs <= 1e-4 for r in results)
     return out / "carn-m_x2-4_fp32.web"
 
@@ -324,20 +335,28 @@ def page(tools: web_browser.BrowserTools, site: Path):
 
 def test_site_is_self_contained(site: Path) -> None:
     info = web_site.read_site_json(site)
-    assert info["ort"]["source"] == "copied"
-    for files in info["ort"]["builds"].values():
-        for entry in files.values():
-            assert ort_web.integrity(site / entry["url"]) == entry["integrity"]
-    assert [m["scale"] for m in info["models"]] == [2, 4]
+    assert info["ort"]["source"] == "copied" and info["litert"]["source"] == "copied"
+    entries = [e for files in info["ort"]["builds"].values() for e in files.values()]
+    entries += [info["litert"]["module"], info["litert"]["utils"],
+                *(e for files in info["litert"]["builds"].values() for e in files.values())]
+    for entry in entries:
+        assert ort_web.integrity(site / entry["url"]) == entry["integrity"]
+    want = [(2, "litert"), (2, "ort"), (4, "litert"), (4, "ort")]
+    assert [(m["scale"], m["runtime"]) for m in info["models"]] == want
 
 
-@pytest.mark.parametrize("scale, tile", [(4, None), (4, 24), (2, 16)])
-def test_page_output_equals_python(page, site: Path, photo: Path, scale: int, tile: int | None) -> None:
+@pytest.mark.parametrize("scale, tile, runtime", [(4, None, "litert"), (4, 24, "litert"), (2, 16, "litert"),
+                                                  (4, 24, "ort"), (2, 16, "ort")])
+def test_page_output_equals_python(page, site: Path, photo: Path, scale: int, tile: int | None, runtime: str) -> None:
+    """The page's tiled output on each WebAssembly runtime (LiteRT.js re-sizes its model to every
+    distinct tile box) against Python onnxruntime's untiled output of the same network."""
     browser, url = page
-    state = browser.open(f"{url}index.html" + (f"?tile={tile}" if tile else ""))
+    state = browser.open(f"{url}index.html?runtime={runtime}" + (f"&tile={tile}" if tile else ""))
     assert state["state"] == "ready" and state["isolated"] and state["threads"] >= 1
     reply = browser.upscale(photo, scale)
     assert reply["state"] == "done", reply.get("error")
+    label = {"litert": "LiteRT.js 2.5.3, WebAssembly relaxed SIMD", "ort": "ONNX Runtime Web 1.30.0, WebAssembly SIMD"}
+    assert label[runtime] in reply["status"] and reply["backend"] == "wasm"
     rgb = np.asarray(Image.open(photo).convert("RGB"))
     expected = native_sr(site / "models" / f"carn-m_x{scale}_fp32.onnx", rgb)
     assert reply["rgb"].shape == expected.shape
@@ -346,7 +365,7 @@ def test_page_output_equals_python(page, site: Path, photo: Path, scale: int, ti
     if tile:  # tiled in the page, untiled in Python
         assert reply["tiles"] > 1 and reply["tile"] == tile
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    browser.screenshot(ARTIFACTS / f"web-page-x{scale}{'-tiled' if tile else ''}.png")
+    browser.screenshot(ARTIFACTS / f"web-page-x{scale}-{runtime}{'-tiled' if tile else ''}.png")
 
 
 def webgpu_adapter(browser: web_browser.Browser) -> str:
@@ -367,7 +386,7 @@ def test_webgpu_matches_python_onnxruntime_for_every_model(page, site: Path) -> 
     browser.open(f"{url}index.html")
     webgpu_adapter(browser)
     assert browser.evaluate("carnWeb.backends") == ["wasm", "webgpu"]
-    models = web_site.read_site_json(site)["models"]
+    models = [m for m in web_site.read_site_json(site)["models"] if m["runtime"] == "ort"]
     assert len(models) == 2
     rng = np.random.default_rng(27)
     for model in models:
@@ -403,7 +422,7 @@ def test_page_says_when_webgpu_is_missing_instead_of_falling_back(page, photo: P
     assert browser.evaluate("document.getElementById('notice').hidden") is False
     assert browser.evaluate("carnWeb.backends") == ["wasm"]
     reply = browser.upscale(photo, 2)
-    assert reply["state"] == "done" and reply["backend"] == "wasm" and "WebAssembly, " in reply["status"]
+    assert reply["state"] == "done" and reply["backend"] == "wasm" and "WebAssembly relaxed SIMD, " in reply["status"]
     with pytest.raises(web_browser.BrowserError, match="WebGPU is not available here"):
         browser.run_tensor(2, np.zeros((1, 3, 8, 8), np.float32), "webgpu")
 
@@ -431,24 +450,26 @@ def test_page_without_wasm_simd_says_so(page) -> None:
     assert state["state"] == "error" and "no WebAssembly SIMD" in state["error"]
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("bytes", "does not match its integrity hash"),
-    ("graph", "ONNX Runtime Web could not load models/carn-m_x2_fp32.onnx"),
+@pytest.mark.parametrize("runtime, damage, message", [
+    ("ort", "bytes", "does not match its integrity hash"),
+    ("ort", "graph", "ONNX Runtime Web could not load models/carn-m_x2_fp32.onnx"),
+    ("litert", "bytes", "does not match its integrity hash"),
+    ("litert", "graph", "models/carn-m_x2_fp32.tflite cannot be re-sized to 32x32"),
 ])
 def test_page_reports_a_model_that_fails_to_load(tools, site: Path, photo: Path, tmp_path: Path,
-                                                  damage: str, message: str) -> None:
+                                                  runtime: str, damage: str, message: str) -> None:
     broken = tmp_path / "broken.web"
     shutil.copytree(site, broken)
-    model = broken / "models" / "carn-m_x2_fp32.onnx"
-    model.write_bytes(b"this is not an onnx model")
-    if damage == "graph":  # the hash fits the broken file: ONNX Runtime Web itself must refuse it
+    model = broken / "models" / f"carn-m_x2_fp32.{'onnx' if runtime == 'ort' else 'tflite'}"
+    model.write_bytes(b"this is not a model")
+    if damage == "graph":  # the hash fits the broken file: the runtime itself must refuse it
         info = web_site.read_site_json(broken)
         for m in info["models"]:
-            if m["scale"] == 2:
+            if m["scale"] == 2 and m["runtime"] == runtime:
                 m["integrity"] = ort_web.integrity(model)
         web_site.write_site_json(broken, info)
     with serving(broken) as url, web_browser.Browser(tools) as browser:
-        browser.open(f"{url}index.html")
+        browser.open(f"{url}index.html?runtime={runtime}")
         reply = browser.upscale(photo, 2)
     assert reply["state"] == "error" and message in reply["error"]
 

@@ -206,6 +206,11 @@ class Target(ABC):
             raise ValueError(f"{', '.join(sorted(options))} do(es) not apply to the {self.name} target")
         return self
 
+    def parts(self) -> tuple[Target, ...]:
+        """The targets whose artifacts this one writes, one member each per scale (default: itself;
+        a bundle may hold members of several kinds, e.g. a web site's models per runtime)."""
+        return (self,)
+
     def start_bundle(self, folder: Path, requests: Sequence[ExportRequest], weights: Any) -> None:  # noqa: B027
         """Write a bundle's shared files into the (staged) ``folder`` before its members."""
 

@@ -7,6 +7,7 @@ progress to an :class:`ExportListener`.
 
 from __future__ import annotations
 
+import itertools
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -161,7 +162,8 @@ def plan_exports(
         target = get_target(name).with_options(**target_options.get(name, {}))
         explicit = not wants_all
         try:
-            target.check_available()
+            for part in target.parts():
+                part.check_available()
         except MissingDependencyError as exc:
             if explicit:
                 raise
@@ -184,29 +186,29 @@ def plan_exports(
         # Rewrites named by the user stay; otherwise the defaults for this (quantized or float) export.
         target_rewrites = chosen_rewrites if rewrites is not None else default_rewrites(quantization)
         bundle = _bundle_path(target, weights.arch, scales, target_precision, target_shape, out_dir)
-        for scale in scales:
+        target_jobs: list[ExportJob] = []
+        for part, scale in itertools.product(target.parts(), scales):
             request = ExportRequest(
                 model=weights.arch,
                 scale=scale,
                 precision=target_precision,
                 shape=target_shape,
                 image_io=image_io,
-                layout=target.layout,
-                metadata=embedded_metadata(weights.arch, scale, target_precision, weights, target.layout),
+                layout=part.layout,
+                metadata=embedded_metadata(weights.arch, scale, target_precision, weights, part.layout),
                 rewrites=target_rewrites,
                 quantization=quantization,
             )
-            reason = target.unsupported(request)
+            reason = part.unsupported(request)
             if reason:
                 if explicit:
                     raise ValueError(reason)
                 skipped.append(SkippedTarget(name, reason))
+                # A bundle is exported whole or not at all; a plain target keeps the scales before.
+                target_jobs = [] if bundle is not None else target_jobs
                 break
-            jobs.append(ExportJob(target, request, artifact_path(target, request, out_dir, bundle), bundle))
-        else:
-            continue
-        if bundle is not None:  # a bundle is exported whole or not at all
-            jobs = [j for j in jobs if j.bundle != bundle]
+            target_jobs.append(ExportJob(part, request, artifact_path(part, request, out_dir, bundle), bundle))
+        jobs.extend(target_jobs)
     if not jobs:
         why = "; ".join(f"{s.target}: {s.reason}" for s in skipped)
         raise ValueError(f"nothing to export ({why})")

@@ -21,7 +21,7 @@ RUNNER_MODULES = (
     "runner_executorch",
     "runner_coreml",
     "runner_coreml_reference",
-    "runner_onnxruntime_web",
+    "runner_web_page",
     "runner_litert",
     "runner_qnn",
 )

@@ -42,6 +42,11 @@ class BrowserTools:
         dist = self.node_modules / "onnxruntime-web" / "dist"
         return dist if dist.is_dir() else None
 
+    def litert_scope(self) -> Path | None:
+        """The ``@litertjs`` folder (core and wasm-utils) in the same ``node_modules``, when installed."""
+        scope = self.node_modules / "@litertjs"
+        return scope if (scope / "core").is_dir() else None
+
 
 def _node_modules_candidates() -> list[Path]:
     env = os.environ.get("CARN_WEB_NODE_MODULES")
@@ -112,17 +117,20 @@ class Browser:
         """Load the page at ``url`` and wait until it is ready or shows an error."""
         return self.call("open", url=url, initScript=init_script, routes=routes or {})
 
-    def run_tensor(self, scale: int, lr: np.ndarray, backend: str = "wasm") -> tuple[np.ndarray, float]:
-        """The page's untiled model output for ``lr`` (1, 3, H, W) and the milliseconds it took."""
+    def run_tensor(self, scale: int, lr: np.ndarray, backend: str = "wasm",
+                   runtime: str | None = None) -> tuple[np.ndarray, float]:
+        """The page's untiled model output for ``lr`` (1, 3, H, W) and the milliseconds it took, on
+        ``runtime`` (default: the one the site runs ``backend`` on)."""
         _, _, h, w = lr.shape
         data = base64.b64encode(np.ascontiguousarray(lr, dtype="<f4").tobytes()).decode()
-        reply = self.call("tensor", scale=scale, h=h, w=w, data=data, backend=backend)
+        reply = self.call("tensor", scale=scale, h=h, w=w, data=data, backend=backend, runtime=runtime)
         out = np.frombuffer(base64.b64decode(reply["data"]), dtype="<f4").astype(np.float32)
         return out.reshape(1, 3, h * scale, w * scale), float(reply["ms"])
 
-    def upscale(self, file: str | Path, scale: int | None = None) -> dict[str, Any]:
-        """Give ``file`` to the page's file input; the page's state, message and RGB output."""
-        reply = self.call("upscale", file=str(file), scale=scale)
+    def upscale(self, file: str | Path, scale: int | None = None, backend: str | None = None) -> dict[str, Any]:
+        """Give ``file`` to the page's file input (at ``scale``, on the backend menu's ``backend``
+        value such as ``"wasm:litert"``); the page's state, message and RGB output."""
+        reply = self.call("upscale", file=str(file), scale=scale, backend=backend)
         if reply.get("state") == "done":
             rgba = np.frombuffer(base64.b64decode(reply.pop("pixels")), dtype=np.uint8)
             reply["rgb"] = rgba.reshape(reply["height"], reply["width"], 4)[..., :3]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ SITE_TYPES = {
     ".json": "application/json",
     ".wasm": "application/wasm",
     ".onnx": "application/octet-stream",
+    ".tflite": "application/octet-stream",
 }
 
 
@@ -48,9 +50,11 @@ class SiteHandler(SimpleHTTPRequestHandler):
     isolation; no listings, nothing a symlink reaches outside the folder."""
 
     quiet = False
+    #: Whether responses carry :data:`ISOLATION_HEADERS` (off only to measure what they enable).
+    isolate = True
 
     def end_headers(self) -> None:
-        for key, value in ISOLATION_HEADERS.items():
+        for key, value in ISOLATION_HEADERS.items() if self.isolate else ():
             self.send_header(key, value)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -90,6 +94,14 @@ class SiteHandler(SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class SiteServer(ThreadingHTTPServer):
+    """The threading server, minus a traceback each time a browser drops a connection mid-file."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -101,13 +113,14 @@ def is_loopback(host: str) -> bool:
 
 
 def make_server(folder: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                quiet: bool = False) -> ThreadingHTTPServer:
-    """A server for ``folder`` (not started); ``port=0`` picks a free port."""
+                quiet: bool = False, isolate: bool = True) -> ThreadingHTTPServer:
+    """A server for ``folder`` (not started); ``port=0`` picks a free port. ``isolate=False``
+    leaves out the cross-origin isolation headers (``carn-web bench`` measures what they enable)."""
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; pass the .web folder that carn-export wrote")
-    handler = type("QuietSiteHandler" if quiet else "SiteHandler", (SiteHandler,), {"quiet": quiet})
-    return ThreadingHTTPServer((host, port), partial(handler, directory=str(root)))
+    handler = type("QuietSiteHandler" if quiet else "SiteHandler", (SiteHandler,), {"quiet": quiet, "isolate": isolate})
+    return SiteServer((host, port), partial(handler, directory=str(root)))
 
 
 def url_of(server: ThreadingHTTPServer) -> str:
@@ -116,9 +129,9 @@ def url_of(server: ThreadingHTTPServer) -> str:
 
 
 @contextmanager
-def serving(folder: str | Path, host: str = DEFAULT_HOST, port: int = 0) -> Iterator[str]:
+def serving(folder: str | Path, host: str = DEFAULT_HOST, port: int = 0, isolate: bool = True) -> Iterator[str]:
     """Serve ``folder`` in a background thread for the duration of the block; yields its URL."""
-    server = make_server(folder, host, port, quiet=True)
+    server = make_server(folder, host, port, quiet=True, isolate=isolate)
     thread = threading.Thread(target=server.serve_forever, name="carn-web-serve", daemon=True)
     thread.start()
     try:

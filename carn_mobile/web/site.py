@@ -3,10 +3,11 @@
 Layout::
 
     carn-m_x2-3-4_fp32.web/
-      index.html  carn-web.js  carn-web.css   the page (plain ES module, no build step)
-      site.json                               what the page reads: models, tiling, ORT files
-      models/carn-m_x2_fp32.onnx(.json)       one parity-gated model (and manifest) per scale
-      ort/...                                 ONNX Runtime Web, when copied with --ort-web
+      index.html  carn-web.js  tflite-size.js  carn-web.css   the page (ES modules, no build step)
+      site.json                          what the page reads: runtimes, models, tiling, runtime files
+      models/carn-m_x2_fp32.onnx(.json)  one parity-gated model (and manifest) per scale and runtime
+      models/carn-m_x2_fp32.tflite(.json)
+      ort/...  litert/...                ONNX Runtime Web / LiteRT.js, when copied
 
 The page tiles like ``carn-upscale`` (same overlap rule), with a tile size per backend that
 keeps the largest intermediate tensor inside a memory budget (:data:`TENSOR_BUDGET`).
@@ -24,13 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .ort_web import OrtWebSource
-
-SITE_FORMAT = "carn-mobile/web-site@1"
+SITE_FORMAT = "carn-mobile/web-site@2"
 SITE_JSON = "site.json"
 MODELS_FOLDER = "models"
 #: The page's own files, shipped in ``carn_mobile/web/assets``.
-PAGE_FILES = ("index.html", "carn-web.js", "carn-web.css")
+PAGE_FILES = ("index.html", "carn-web.js", "tflite-size.js", "carn-web.css")
 #: Largest output the page accepts (RGBA canvas memory: 4 bytes a pixel, plus the comparison).
 MAX_OUTPUT_PIXELS = 40_000_000
 #: Bytes the largest intermediate tensor of one tile may take, per backend. WebGPU's is the
@@ -84,6 +83,7 @@ class SiteModel:
     """One model of the site, as site.json lists it."""
 
     scale: int
+    runtime: str  # a key of carn_mobile.web.runtimes.WEB_RUNTIMES
     file: str  # relative to the site
     integrity: str
     overlap: int
@@ -91,14 +91,21 @@ class SiteModel:
     input: str
     output: str
     max_side: int | None
+    layout: str  # NCHW (ONNX) or NHWC (.tflite)
 
     def to_json(self) -> dict[str, Any]:
-        return {"scale": self.scale, "file": self.file, "integrity": self.integrity, "overlap": self.overlap,
+        return {"scale": self.scale, "runtime": self.runtime, "layout": self.layout, "file": self.file,
+                "integrity": self.integrity, "overlap": self.overlap,
                 "tile": self.tile, "input": self.input, "output": self.output, "maxSide": self.max_side}
 
 
-def start_site(folder: Path, model: str, precision: str, ort: OrtWebSource, weights: str, license: str) -> None:
-    """Write the page, ONNX Runtime Web (when copied) and a site.json with no models yet."""
+def start_site(folder: Path, model: str, precision: str, runtimes: dict[str, dict[str, Any]],
+               backends: dict[str, str], weights: str, license: str) -> None:
+    """Write the page and a site.json with no models yet.
+
+    ``runtimes`` maps each runtime the site carries to its site.json record (what its source's
+    ``install`` returned); ``backends`` names the runtime each backend runs on by default.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MODELS_FOLDER).mkdir(exist_ok=True)
     for name in PAGE_FILES:
@@ -110,7 +117,9 @@ def start_site(folder: Path, model: str, precision: str, ort: OrtWebSource, weig
         "weights": weights,
         "license": license,
         "maxOutputPixels": MAX_OUTPUT_PIXELS,
-        "ort": ort.install(folder),
+        "runtimes": list(runtimes),
+        "backends": backends,
+        **runtimes,
         "models": [],
     }
     write_site_json(folder, site)
@@ -132,10 +141,10 @@ def write_site_json(folder: Path, site: dict[str, Any]) -> None:
 
 
 def add_model(folder: Path, entry: SiteModel) -> None:
-    """List ``entry`` in the site's site.json (replacing a model of the same scale)."""
+    """List ``entry`` in the site's site.json (replacing a model of the same scale and runtime)."""
     site = read_site_json(folder)
-    models = [m for m in site["models"] if m["scale"] != entry.scale] + [entry.to_json()]
-    site["models"] = sorted(models, key=lambda m: m["scale"])
+    models = [m for m in site["models"] if (m["scale"], m["runtime"]) != (entry.scale, entry.runtime)]
+    site["models"] = sorted([*models, entry.to_json()], key=lambda m: (m["scale"], m["runtime"]))
     write_site_json(folder, site)
 
 
@@ -153,10 +162,10 @@ def site_of_model(model_file: Path) -> Path:
 
 
 def site_size(folder: Path) -> dict[str, int]:
-    """Bytes per part of the site: page, models, ONNX Runtime Web, total."""
-    parts = {"page": 0, "models": 0, "ort": 0}
+    """Bytes per part of the site: page, models, each copied runtime's folder (ort, litert), total."""
+    parts = {"page": 0, "models": 0, "ort": 0, "litert": 0}
     for f in folder.rglob("*"):
         if f.is_file():
-            top = f.relative_to(folder).parts[0]
-            parts["models" if top == MODELS_FOLDER else "ort" if top == "ort" else "page"] += f.stat().st_size
+            top = f.relative_to(folder).parts[0] if len(f.relative_to(folder).parts) > 1 else ""
+            parts[top if top in parts else "page"] += f.stat().st_size
     return parts | {"total": sum(parts.values())}

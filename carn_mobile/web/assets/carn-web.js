@@ -1,12 +1,17 @@
-// carn-mobile web page: runs an exported CARN / CARN-M with ONNX Runtime Web, tile by tile.
+// carn-mobile web page: runs an exported CARN / CARN-M with LiteRT.js or ONNX Runtime Web, tile by tile.
 //
-// Plain ES module, no build step. site.json (written by `carn-export --target web`) names the
-// models, their tiling overlap and tile size, and the ONNX Runtime Web files with their
-// integrity hashes. Tiling follows carn-upscale exactly (carn_mobile/upscaling/tiling.py):
-// near-equal cores, each read with `overlap` LR pixels around it and clipped at the border,
-// so the stitched output equals the untiled model output.
+// Plain ES modules, no build step. site.json (written by `carn-export --target web`) names the
+// runtimes, which one runs each backend by default, the models (one per scale and runtime) with
+// their tiling overlap and tile size, and every runtime file with its integrity hash. Tiling
+// follows carn-upscale exactly (carn_mobile/upscaling/tiling.py): near-equal cores, each read
+// with `overlap` LR pixels around it and clipped at the border, so the stitched output equals
+// the untiled model output. A LiteRT.js model is re-sized to each tile (tflite-size.js).
 
-const SITE_FORMAT = "carn-mobile/web-site@1";
+import { tfliteAtSize } from "./tflite-size.js";
+
+const SITE_FORMAT = "carn-mobile/web-site@2";
+const RUNTIME_LABELS = { ort: "ONNX Runtime Web", litert: "LiteRT.js" };
+const BACKEND_LABELS = { wasm: "WebAssembly", webgpu: "WebGPU" };
 
 // The smallest module that uses a SIMD instruction (v128.const): validates only where
 // WebAssembly SIMD exists, which ONNX Runtime Web's builds require.
@@ -19,14 +24,31 @@ const SIMD_PROBE = new Uint8Array([
   0x0b, //                                           end
 ]);
 
-/** True when this browser's WebAssembly has SIMD. */
-export function hasWasmSimd() {
+// The same with one relaxed-SIMD instruction (i8x16.relaxed_swizzle of two v128.const), which
+// LiteRT.js's relaxed and threaded builds need.
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b,
+  0x03, 0x02, 0x01, 0x00,
+  0x0a, 0x2b, 0x01, 0x29, 0x00,
+  0xfd, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0xfd, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0xfd, 0x80, 0x02, //                               i8x16.relaxed_swizzle (0x100)
+  0x0b,
+]);
+
+function validates(bytes) {
   try {
-    return typeof WebAssembly === "object" && WebAssembly.validate(SIMD_PROBE);
+    return typeof WebAssembly === "object" && WebAssembly.validate(bytes);
   } catch {
     return false;
   }
 }
+
+/** True when this browser's WebAssembly has SIMD. */
+export const hasWasmSimd = () => validates(SIMD_PROBE);
+/** True when it also has relaxed SIMD. */
+export const hasRelaxedSimd = () => validates(RELAXED_SIMD_PROBE);
 
 /** Cut [0, length) into ceil(length / tile) contiguous near-equal parts (as tiling.split). */
 export function split(length, tile) {
@@ -109,6 +131,9 @@ async function fetchChecked(entry, what) {
   return response.arrayBuffer();
 }
 
+/** A module from checked bytes (a blob URL), so what runs is what was checked. */
+const asScript = (bytes) => URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
+
 const ortBuilds = new Map();
 
 /** The ONNX Runtime Web build for `backend` ("wasm" or "webgpu"), each file integrity-checked. */
@@ -123,7 +148,6 @@ async function loadOrt(site, backend, threads) {
       fetchChecked(files.wasm, "ONNX Runtime Web's WebAssembly"),
     ]);
     // Import the checked bytes themselves (blob URLs), not a second, unchecked download.
-    const asScript = (bytes) => URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
     const ort = await import(asScript(module));
     ort.env.wasm.wasmPaths = { mjs: asScript(glue) };
     ort.env.wasm.wasmBinary = binary;
@@ -140,10 +164,124 @@ async function loadOrt(site, backend, threads) {
   }
 }
 
+/** Which LiteRT.js build runs here: relaxed SIMD with threads, relaxed SIMD, or plain SIMD. */
+function litertBuild(threads) {
+  const asked = params.get("litertBuild"); // for carn-web bench's feature comparison
+  if (asked) return asked;
+  if (!hasRelaxedSimd()) return "compat";
+  return crossOriginIsolated && threads > 1 ? "threaded" : "relaxed";
+}
+
+let litertRuntime = null;
+
+/** LiteRT.js (one instance per page: its loader keeps global state), every file integrity-checked. */
+async function loadLiteRt(site, threads) {
+  if (litertRuntime) return litertRuntime;
+  const build = litertBuild(threads);
+  const files = site.litert.builds[build];
+  if (!files) throw new Error(`this site has no LiteRT.js build "${build}"`);
+  litertRuntime = (async () => {
+    const [core, utils, glue, binary] = await Promise.all([
+      fetchChecked(site.litert.module, "LiteRT.js"),
+      fetchChecked(site.litert.utils, "LiteRT.js's loader helper"),
+      fetchChecked(files.glue, "LiteRT.js's WebAssembly loader"),
+      fetchChecked(files.wasm, "LiteRT.js's WebAssembly"),
+    ]);
+    // The API module imports its helper by package name: point that import at the checked copy.
+    const specifier = '"@litertjs/wasm-utils"';
+    const source = new TextDecoder().decode(core);
+    if (!source.includes(specifier)) throw new Error(`LiteRT.js ${site.litert.version} does not import ${specifier}`);
+    const litert = await import(asScript(source.replace(specifier, JSON.stringify(asScript(utils)))));
+    // Emscripten takes the checked binary from Module.wasmBinary instead of fetching it; the
+    // "#.js" suffix tells loadLiteRt that this is the loader itself, not a folder to look in.
+    const loader = asScript(glue);
+    self.Module = { wasmBinary: binary, mainScriptUrlOrBlob: loader };
+    await litert.loadLiteRt(`${loader}#litert.js`);
+    return { litert, build, threads: build === "threaded" ? threads : 1 };
+  })();
+  try {
+    return await litertRuntime;
+  } catch (err) {
+    litertRuntime = null;
+    throw err;
+  }
+}
+
+/** Most compiled sizes a LiteRT.js model keeps (a tiled image needs at most 4 distinct boxes). */
+const COMPILED_SIZES = 6;
+
+/** A run(NCHW data, h, w) for one LiteRT.js model: re-sized and compiled once per box size. */
+async function litertSession(site, model, threads) {
+  const { litert, threads: usable } = await loadLiteRt(site, threads);
+  const bytes = new Uint8Array(await fetchChecked({ url: model.file, integrity: model.integrity },
+    `the x${model.scale} model`));
+  const compiled = new Map();
+  const compile = async (h, w) => {
+    const key = `${h}x${w}`;
+    if (compiled.has(key)) return compiled.get(key);
+    let resized;
+    try {
+      resized = tfliteAtSize(bytes, h, w).bytes;
+    } catch (err) {
+      throw new Error(`${model.file} cannot be re-sized to ${h}x${w}: ${err.message}`);
+    }
+    const promise = litert.loadAndCompile(resized, { accelerator: "wasm", cpuOptions: { numThreads: usable } })
+      .catch((err) => {
+        compiled.delete(key);
+        throw new Error(`LiteRT.js could not load ${model.file}: ${String(err.message || err).split("\n")[0]}`);
+      });
+    compiled.set(key, promise);
+    if (compiled.size > COMPILED_SIZES) { // drop the oldest size and free its memory
+      const [oldest, first] = compiled.entries().next().value;
+      compiled.delete(oldest);
+      first.then((m) => m.delete(), () => {});
+    }
+    return promise;
+  };
+  await compile(32, 32); // fail at load time, not at the first tile
+  // LiteRT.js runs one call at a time: two overlapping runs (a menu change while a tile runs)
+  // hang its threaded build, so each call waits for the one before.
+  let previous = Promise.resolve();
+  const run = (data, h, w) => {
+    const next = previous.then(() => runOnce(data, h, w));
+    previous = next.catch(() => {});
+    return next;
+  };
+  const runOnce = async (data, h, w) => {
+    const compiledModel = await compile(h, w);
+    const plane = h * w;
+    const nhwc = new Float32Array(3 * plane);
+    for (let q = 0; q < plane; q++) {
+      nhwc[3 * q] = data[q];
+      nhwc[3 * q + 1] = data[plane + q];
+      nhwc[3 * q + 2] = data[2 * plane + q];
+    }
+    const input = new litert.Tensor(nhwc, [1, h, w, 3]);
+    let outputs;
+    try {
+      outputs = await compiledModel.run(input);
+    } finally {
+      input.delete();
+    }
+    const values = outputs[0].toTypedArray();
+    outputs.forEach((t) => t.delete());
+    const hplane = values.length / 3;
+    const nchw = new Float32Array(values.length);
+    for (let q = 0; q < hplane; q++) {
+      nchw[q] = values[3 * q];
+      nchw[hplane + q] = values[3 * q + 1];
+      nchw[2 * hplane + q] = values[3 * q + 2];
+    }
+    return nchw;
+  };
+  return { run };
+}
+
 const sessions = new Map();
 
 async function loadSession(site, model, backend, threads) {
   const key = `${model.file}|${backend}`;
+  if (!sessions.has(key) && model.runtime === "litert") sessions.set(key, litertSession(site, model, threads));
   if (!sessions.has(key)) {
     sessions.set(key, (async () => {
       const ort = await loadOrt(site, backend, threads);
@@ -197,14 +335,18 @@ const api = {
   ready: null,
   /** The backends this browser can run ("wasm", and "webgpu" when it has an adapter). */
   backends: ["wasm"],
+  /** What this browser's WebAssembly has: {simd, relaxedSimd, threads} (threads: cross-origin isolated). */
+  features: null,
   /** {adapter: "vendor architecture"} when WebGPU is usable, else {why: "..."}. */
   webgpu: { why: "not checked yet" },
   /** What the page says when it runs something other than what was asked (no silent fallback). */
   notice: null,
-  /** Run the untiled model on one NCHW float32 tensor (what parity checks compare). */
-  async runTensor(scale, data, h, w, backend = "wasm") {
-    checkBackend(backend);
-    const model = modelFor(scale);
+  /** Run the untiled model on one NCHW float32 tensor (what parity checks compare); `runtime`
+   *  defaults to the one the site runs `backend` on. */
+  async runTensor(scale, data, h, w, backend = "wasm", runtime = null) {
+    runtime ??= api.site.backends[backend];
+    checkBackend(backend, runtime);
+    const model = modelFor(scale, runtime);
     const { run } = await loadSession(api.site, model, backend, api.threads);
     return Float32Array.from(await run(Float32Array.from(data), h, w));
   },
@@ -216,19 +358,25 @@ const api = {
 };
 window.carnWeb = api;
 
-/** Refuse a backend this browser cannot run, rather than quietly running another one. */
-function checkBackend(backend) {
+/** Refuse a backend (or runtime) this browser or site cannot run, rather than quietly running another. */
+function checkBackend(backend, runtime) {
   if (!api.backends.includes(backend)) {
     throw new Error(backend === "webgpu" ? `WebGPU is not available here (${api.webgpu.why})` :
       `unknown backend ${backend}: this page runs ${api.backends.join(" or ")}`);
   }
+  if (!api.site.models.some((m) => m.runtime === runtime && m.tile[backend])) {
+    throw new Error(`this site has no ${RUNTIME_LABELS[runtime] || runtime} model for ${BACKEND_LABELS[backend]}`);
+  }
 }
 
-function modelFor(scale) {
-  const model = api.site.models.find((m) => m.scale === Number(scale));
-  if (!model) throw new Error(`this site has no x${scale} model`);
+function modelFor(scale, runtime) {
+  const model = api.site.models.find((m) => m.scale === Number(scale) && m.runtime === runtime);
+  if (!model) throw new Error(`this site has no x${scale} model for ${RUNTIME_LABELS[runtime] || runtime}`);
   return model;
 }
+
+/** The menu's choice: [backend, runtime]. */
+const chosen = () => $("backend").value.split(":");
 
 function showError(message) {
   api.state = "error";
@@ -286,14 +434,23 @@ async function openFile(file) {
   }
 }
 
-async function upscaleCurrent() {
+let upscaling = Promise.resolve();
+
+/** Upscale the current image; a call made while one runs waits for it (menus change quickly). */
+function upscaleCurrent() {
+  const next = upscaling.then(upscaleOnce);
+  upscaling = next.catch(() => {});
+  return next;
+}
+
+async function upscaleOnce() {
   if (!current) return;
   clearError();
   api.state = "running";
   const site = api.site;
-  const model = modelFor($("scale").value);
-  const backend = $("backend").value;
-  checkBackend(backend);
+  const [backend, runtime] = chosen();
+  checkBackend(backend, runtime);
+  const model = modelFor($("scale").value, runtime);
   const { bitmap, name } = current;
   const outPixels = bitmap.width * bitmap.height * model.scale * model.scale;
   const limit = intParam("maxOutputPixels") ?? site.maxOutputPixels;
@@ -302,8 +459,8 @@ async function upscaleCurrent() {
       `MP of output, over this page's limit of ${(limit / 1e6).toFixed(1)} MP; use a smaller image or carn-upscale`);
   }
   current.image ??= pixelsOf(bitmap);
-  const tile = intParam("tile") ?? model.tile[backend] ?? model.tile.wasm;
-  $("status").textContent = `Loading the x${model.scale} model (${backend})\u2026`;
+  const tile = intParam("tile") ?? model.tile[backend];
+  $("status").textContent = `Loading the x${model.scale} model (${RUNTIME_LABELS[runtime]}, ${BACKEND_LABELS[backend]})\u2026`;
   const { run } = await loadSession(site, model, backend, api.threads);
   const progress = $("progress");
   progress.hidden = false;
@@ -317,11 +474,11 @@ async function upscaleCurrent() {
   });
   const ms = performance.now() - start;
   progress.hidden = true;
-  api.result = { ...result, ms, scale: model.scale, backend, tile, name };
+  api.result = { ...result, ms, scale: model.scale, backend, runtime, tile, name };
   show(result, bitmap);
   $("status").textContent = `x${model.scale}: ${bitmap.width}x${bitmap.height} \u2192 ${result.width}x${result.height} ` +
     `in ${(ms / 1000).toFixed(2)} s (${result.tiles} tile${result.tiles === 1 ? "" : "s"} of at most ${tile} px, ` +
-    `${describeBackend(backend)})`;
+    `${describeBackend(backend, runtime)})`;
   $("download").disabled = false;
   api.state = "done";
 }
@@ -350,10 +507,30 @@ function download() {
 }
 
 /** The runtime and backend that ran, as the status line names them. */
-function describeBackend(backend) {
-  const runtime = `ONNX Runtime Web ${api.site.ort.version}`;
-  if (backend === "webgpu") return `${runtime}, WebGPU on the ${api.webgpu.adapter} adapter`;
-  return `${runtime}, WebAssembly, ${api.threads} thread${api.threads === 1 ? "" : "s"}`;
+function describeBackend(backend, runtime) {
+  const name = `${RUNTIME_LABELS[runtime]} ${api.site[runtime].version}`;
+  if (backend === "webgpu") return `${name}, WebGPU on the ${api.webgpu.adapter} adapter`;
+  let threads = api.threads, build = "SIMD";
+  if (runtime === "litert") {
+    build = { threaded: "relaxed SIMD", relaxed: "relaxed SIMD", compat: "SIMD" }[litertBuild(api.threads)] || "SIMD";
+    threads = litertBuild(api.threads) === "threaded" ? api.threads : 1;
+  }
+  return `${name}, WebAssembly ${build}, ${threads} thread${threads === 1 ? "" : "s"}`;
+}
+
+/** The menu: each backend on its default runtime first, then on the site's other runtimes. */
+function fillBackendMenu(site) {
+  const menu = $("backend");
+  menu.textContent = "";
+  const runtimes = [...new Set(site.models.map((m) => m.runtime))];
+  for (const backend of api.backends) {
+    const first = site.backends[backend];
+    const others = runtimes.filter((r) => r !== first && site.models.some((m) => m.runtime === r && m.tile[backend]));
+    for (const runtime of [first, ...others].filter(Boolean)) {
+      const where = backend === "webgpu" ? `WebGPU (${api.webgpu.adapter})` : "WebAssembly (CPU)";
+      menu.add(new Option(`${where} \u00b7 ${RUNTIME_LABELS[runtime]}`, `${backend}:${runtime}`));
+    }
+  }
 }
 
 /** Whether WebGPU can run here: {adapter} or {why} (no navigator.gpu, no adapter, an error). */
@@ -395,24 +572,29 @@ async function start() {
   // WebAssembly threads need SharedArrayBuffer, which needs cross-origin isolation (COOP/COEP).
   const cores = navigator.hardwareConcurrency || 1;
   api.threads = crossOriginIsolated ? Math.max(1, Math.min(intParam("threads") ?? cores, 16)) : 1;
+  api.features = { simd: true, relaxedSimd: hasRelaxedSimd(), threads: crossOriginIsolated };
   const scales = $("scale");
-  for (const m of site.models) scales.add(new Option(`x${m.scale}`, String(m.scale)));
+  for (const scale of new Set(site.models.map((m) => m.scale))) scales.add(new Option(`x${scale}`, String(scale)));
   if (params.has("scale")) scales.value = params.get("scale");
-  api.webgpu = site.ort.builds.webgpu ? await probeWebgpu() : { why: "this site has no WebGPU build" };
-  if (api.webgpu.adapter) {
-    api.backends.push("webgpu");
-    $("backend").add(new Option(`WebGPU (${api.webgpu.adapter})`, "webgpu"));
-  }
-  const asked = params.get("backend");
+  api.webgpu = site.backends.webgpu ? await probeWebgpu() : { why: "this site has no WebGPU runtime" };
+  if (api.webgpu.adapter) api.backends.push("webgpu");
+  fillBackendMenu(site);
+  const asked = params.get("backend") || (params.has("runtime") ? "wasm" : null);
+  const askedRuntime = params.get("runtime") || (asked && site.backends[asked]);
   if (asked && api.backends.includes(asked)) {
-    $("backend").value = asked;
+    const value = `${asked}:${askedRuntime}`;
+    if (![...$("backend").options].some((o) => o.value === value)) {
+      throw new Error(`this site has no ${RUNTIME_LABELS[askedRuntime] || askedRuntime} model for ${BACKEND_LABELS[asked]}`);
+    }
+    $("backend").value = value;
   } else if (asked) {
     // Say so, rather than run on WebAssembly while the URL says WebGPU.
     showNotice(asked === "webgpu" ? `WebGPU was asked for but is not available (${api.webgpu.why}): ` +
       "running on WebAssembly (CPU)." : `Unknown backend "${asked}": running on WebAssembly (CPU).`);
   }
-  $("about").textContent = `${site.model} ${site.precision}, ${site.models.map((m) => `x${m.scale}`).join(" / ")}, ` +
-    `ONNX Runtime Web ${site.ort.version}`;
+  const scalesText = [...new Set(site.models.map((m) => `x${m.scale}`))].join(" / ");
+  $("about").textContent = `${site.model} ${site.precision}, ${scalesText}, ` +
+    site.runtimes.map((r) => `${RUNTIME_LABELS[r]} ${site[r].version}`).join(" and ");
   $("footer").textContent = `${site.weights} \u2014 ${site.license}. ` +
     (crossOriginIsolated ? `${api.threads} WebAssembly threads.` :
       "Not cross-origin isolated: one WebAssembly thread (serve with `carn-web serve` for threads).");

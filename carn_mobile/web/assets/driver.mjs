@@ -36,19 +36,24 @@ const ops = {
     return page.evaluate(() => ({ state: carnWeb.state, error: carnWeb.error, threads: carnWeb.threads,
       isolated: crossOriginIsolated, simd: true, userAgent: navigator.userAgent }));
   },
-  async tensor({ scale, h, w, data, backend = "wasm" }) {
-    const out = await page.evaluate(async ({ scale, h, w, data, backend }) => {
+  async tensor({ scale, h, w, data, backend = "wasm", runtime = null }) {
+    const out = await page.evaluate(async ({ scale, h, w, data, backend, runtime }) => {
       const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
       const t0 = performance.now();
-      const result = await carnWeb.runTensor(scale, new Float32Array(bytes.buffer), h, w, backend);
+      const result = await carnWeb.runTensor(scale, new Float32Array(bytes.buffer), h, w, backend, runtime);
       const ms = performance.now() - t0;
       return { data: carnWeb.toBase64(result), ms };
-    }, { scale, h, w, data, backend });
+    }, { scale, h, w, data, backend, runtime });
     return out;
   },
-  async upscale({ file, scale, timeoutMs = 300000 }) {
-    if (scale !== undefined) await page.selectOption("#scale", String(scale));
+  async upscale({ file, scale, backend, timeoutMs = 300000 }) {
+    if (scale !== undefined && scale !== null) await page.selectOption("#scale", String(scale));
+    if (backend) await page.selectOption("#backend", backend);
+    // A changed menu re-runs the page's current image: let that finish before timing this one.
+    await page.waitForFunction(() => carnWeb.state !== "running", null, { timeout: timeoutMs });
     await page.evaluate(() => { carnWeb.state = "running"; });
+    // Clear the input first: choosing the file it already holds fires no change event.
+    await page.setInputFiles("#file", []);
     await page.setInputFiles("#file", file);
     await page.waitForFunction(() => ["done", "error"].includes(carnWeb.state), null, { timeout: timeoutMs });
     return page.evaluate(() => {
