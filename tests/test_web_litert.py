@@ -24,8 +24,9 @@ pytest.importorskip("ai_edge_litert")
 #: Node reads a .tflite, re-sizes it with the page's own module and writes the result.
 RESIZE = """
 import { readFileSync, writeFileSync } from "node:fs";
-const { tfliteAtSize } = await import(process.argv[1]);
-const [src, h, w, dst] = process.argv.slice(2);
+// argv: node, this script, the module, then the model, height, width and output paths.
+const { tfliteAtSize } = await import(process.argv[2]);
+const [src, h, w, dst] = process.argv.slice(3);
 try {
   writeFileSync(dst, tfliteAtSize(readFileSync(src), Number(h), Number(w)).bytes);
 } catch (err) {

@@ -161,7 +161,7 @@ def build_bundle_manifest(
         "target": target.name,
         "target_description": target.description,
         "model": requests[0].model,
-        "scales": [r.scale for r in requests],
+        "scales": list(dict.fromkeys(r.scale for r in requests)),  # a site has a member per runtime and scale
         "precision": requests[0].precision,
         "shape": requests[0].shape.to_json(),
         "weights": weights,
