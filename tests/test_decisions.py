@@ -157,12 +157,13 @@ def test_per_format_decisions_are_declared_by_the_targets() -> None:
     groups = {g.title: {a.dest for a in g._group_actions} for g in parser._action_groups}
     declared = {f"{t} target": {o.dest for o in get_target(t).options} for t in list_targets() if get_target(t).options}
     assert {k: v for k, v in groups.items() if k.endswith(" target")} == declared
-    assert declared["litert target"] == {"layout"} and declared["web target"] == {
+    assert declared["litert target"] == {"layout", "int8_io"} and declared["web target"] == {
         "ort_web", "ort_web_url", "web_runtime", "litert_js"}
     assert profiled_backends() == {"onnxruntime": "onnx", "executorch": "executorch"}
     assert "aarch64" in get_target("litert").platform_limits
     quantizing = {t: get_target(t).quantizer.name for t in list_targets() if get_target(t).quantizer}
-    assert quantizing == {"onnx": "onnxruntime-qdq", "executorch": "pt2e-xnnpack", "qnn": "onnxruntime-qnn"}
+    assert quantizing == {"onnx": "onnxruntime-qdq", "executorch": "pt2e-xnnpack", "qnn": "onnxruntime-qnn",
+                          "litert": "ai-edge-quantizer", "web": "onnxruntime-qdq"}
     assert all(get_target(t).quantizer for t in list_targets()
                if any(get_precision(p).quantized for p in get_target(t).precisions))
 

@@ -19,6 +19,7 @@ import torch
 from carn_mobile.export import ExportRequest, get_target, list_targets, per_scale_module, plan_exports
 from carn_mobile.models import build_model
 from carn_mobile.quantization import CalibrationSource, Recipe, RecipeRefused
+from carn_mobile.quantization.litert_aeq import AEQ_QUANTIZER
 from carn_mobile.quantization.onnx_qdq import QDQ_QUANTIZER
 from carn_mobile.quantization.pt2e import PT2E_QUANTIZER
 from carn_mobile.quantization.qnn_qdq import QNN_QUANTIZER
@@ -139,10 +140,41 @@ CASES = [
     Case("onnxruntime-qnn", "output_grid", False, check=_output_off_grid),
     Case("onnxruntime-qnn", "float_modules", {"net.exit": "test"},
          refused="float_modules ['net.exit']; it applies: none"),
+    # ai-edge-quantizer's static int8 with the recipe's ranges: XNNPACK's int8 types, every op integer.
+    Case("ai-edge-quantizer", "method", "MinMax",
+         check=lambda a, b: sorted(_tflite_activation_scales(b)) != sorted(_tflite_activation_scales(a))),
+    Case("ai-edge-quantizer", "percentile", 99.0,
+         check=lambda a, b: np.median(_tflite_activation_scales(b)) < np.median(_tflite_activation_scales(a))),
+    Case("ai-edge-quantizer", "per_channel", False,
+         check=lambda a, b: 1 not in _tflite_weight_scale_sizes(a) and _tflite_weight_scale_sizes(b) == {1}),
+    Case("ai-edge-quantizer", "weight_type", "uint8", refused="weight_type 'uint8'; it applies: int8 (for int8)"),
+    Case("ai-edge-quantizer", "activation_type", "uint8",
+         refused="activation_type 'uint8'; it applies: int8 (for int8)"),
+    Case("ai-edge-quantizer", "output_grid", False, refused="output_grid False; it applies: True (for int8)"),
+    Case("ai-edge-quantizer", "float_modules", {"net.exit": "test"},
+         refused="float_modules ['net.exit']; it applies: none"),
 ]
 
 
-SPECS = {spec.name: spec for spec in (QDQ_QUANTIZER, PT2E_QUANTIZER, QNN_QUANTIZER)}
+SPECS = {spec.name: spec for spec in (QDQ_QUANTIZER, PT2E_QUANTIZER, QNN_QUANTIZER, AEQ_QUANTIZER)}
+
+
+def _tflite_tensors(data: bytes) -> list:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return flatbuffer_utils.read_model_from_bytearray(bytearray(data)).subgraphs[0].tensors
+
+
+def _tflite_activation_scales(data: bytes) -> list[float]:
+    """Scales of the int8 activations (tensors without constant data)."""
+    return [float(t.quantization.scale[0]) for t in _tflite_tensors(data)
+            if t.buffer == 0 and t.quantization is not None and t.quantization.scale is not None]
+
+
+def _tflite_weight_scale_sizes(data: bytes) -> set[int]:
+    """How many scales each int8 4-D constant (a conv weight) has: its output channels, or 1."""
+    return {len(t.quantization.scale) for t in _tflite_tensors(data)
+            if t.buffer != 0 and t.type == 9 and len(t.shape) == 4 and t.quantization is not None}
 
 
 def _zero_point_types(model) -> str:
@@ -206,6 +238,19 @@ def _quantize(quantizer: str, recipe: Recipe, small, float_onnx: Path, tmp_path:
         else:
             quantize_onnx(float_onnx, out, QDQ_QUANTIZER.resolve(recipe, precision), calibration)
         return onnx.load(str(out))
+    if quantizer == "ai-edge-quantizer":
+        pytest.importorskip("ai_edge_quantizer")
+        from carn_mobile.export.target_litert import LiteRTTarget
+        from carn_mobile.quantization.litert_aeq import quantize_tflite
+
+        float_tflite = tmp_path / f"f{len(list(tmp_path.iterdir()))}.tflite"
+        LiteRTTarget("NHWC").export(module, ExportRequest("carn-m", 2, "fp32", ShapeSpec(max_side=64),
+                                                          layout="NHWC"), float_tflite)
+        # Larger patches than the others use: with 8x8 ones the 99.999th percentile is every tensor's maximum.
+        wider = CalibrationSource(count=8, patch=32).for_scale(2)
+        data, _ = quantize_tflite(float_tflite.read_bytes(), AEQ_QUANTIZER.resolve(recipe, precision), wider,
+                                  nhwc=True)
+        return data
     pytest.importorskip("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
     from carn_mobile.quantization.pt2e import quantize_pt2e
 

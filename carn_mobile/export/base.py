@@ -194,6 +194,10 @@ class Target(ABC):
     #: Name of the per-layer profiler ``carn-bench --profile`` runs this target's artifacts with
     #: (``carn_mobile.bench.profile.PROFILERS``; ``None``: not profiled).
     profiler: ClassVar[str | None] = None
+    #: Exact rewrites (``carn_mobile.export.rewrites``) this target's graph cannot take, with the
+    #: reason: left out of its defaults (a quantization recipe's additions included) and refused
+    #: when named.
+    refused_rewrites: ClassVar[dict[str, str]] = {}
 
     def resolve_shape(self, shape: ShapeSpec) -> ShapeSpec:
         """The shape this target exports for the one asked (default: a dynamic shape gets the
@@ -206,9 +210,10 @@ class Target(ABC):
             raise ValueError(f"{', '.join(sorted(options))} do(es) not apply to the {self.name} target")
         return self
 
-    def parts(self) -> tuple[Target, ...]:
-        """The targets whose artifacts this one writes, one member each per scale (default: itself;
-        a bundle may hold members of several kinds, e.g. a web site's models per runtime)."""
+    def parts(self, precision: str | None = None) -> tuple[Target, ...]:
+        """The targets whose artifacts this one writes at ``precision``, one member each per scale
+        (default: itself; a bundle may hold members of several kinds, e.g. a web site's models per
+        runtime, which depend on the precision)."""
         return (self,)
 
     def start_bundle(self, folder: Path, requests: Sequence[ExportRequest], weights: Any) -> None:  # noqa: B027
@@ -245,6 +250,9 @@ class Target(ABC):
         if request.precision not in self.precisions:
             note = f" ({self.precision_note})" if self.precision_note else ""
             return f"{self.name} supports {', '.join(self.precisions)} only, not {request.precision}{note}"
+        refused = [r for r in request.rewrites if r in self.refused_rewrites]
+        if refused:
+            return f"the {self.name} target cannot take the {refused[0]} rewrite: {self.refused_rewrites[refused[0]]}"
         if request.image_io and not self.supports_image_io:
             from .targets import get_target, list_targets  # the registry knows every target
 

@@ -7,7 +7,6 @@ progress to an :class:`ExportListener`.
 
 from __future__ import annotations
 
-import itertools
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -161,53 +160,51 @@ def plan_exports(
     for name in names:
         target = get_target(name).with_options(**target_options.get(name, {}))
         explicit = not wants_all
-        try:
-            for part in target.parts():
+        target_precision = precision or target.default_precision
+        try:  # a bundle's parts depend on the precision (a web site's runtimes); ValueError: none makes it
+            parts = target.parts(target_precision)
+            for part in parts:
                 part.check_available()
-        except MissingDependencyError as exc:
+        except (MissingDependencyError, ValueError) as exc:
             if explicit:
                 raise
             skipped.append(SkippedTarget(name, str(exc)))
             continue
         target_shape = target.resolve_shape(shape)
-        target_precision = precision or target.default_precision
         if wants_all and precision is None and get_precision(target_precision).quantized:
             # "all" exports float unless a precision is named; a quantized-only target waits for one.
             skipped.append(SkippedTarget(name, f"{name} makes quantized artifacts only; pass --precision "
                                                f"{' or '.join(target.precisions)}"))
             continue
-        try:
-            quantization = _quantization(target, target_precision, recipe, calibration)
-        except RecipeRefused as exc:
-            if explicit:
-                raise
-            skipped.append(SkippedTarget(name, str(exc)))
-            continue
-        # Rewrites named by the user stay; otherwise the defaults for this (quantized or float) export.
-        target_rewrites = chosen_rewrites if rewrites is not None else default_rewrites(quantization)
         bundle = _bundle_path(target, weights.arch, scales, target_precision, target_shape, out_dir)
         target_jobs: list[ExportJob] = []
-        for part, scale in itertools.product(target.parts(), scales):
-            request = ExportRequest(
-                model=weights.arch,
-                scale=scale,
-                precision=target_precision,
-                shape=target_shape,
-                image_io=image_io,
-                layout=part.layout,
-                metadata=embedded_metadata(weights.arch, scale, target_precision, weights, part.layout),
-                rewrites=target_rewrites,
-                quantization=quantization,
-            )
-            reason = part.unsupported(request)
-            if reason:
-                if explicit:
-                    raise ValueError(reason)
-                skipped.append(SkippedTarget(name, reason))
-                # A bundle is exported whole or not at all; a plain target keeps the scales before.
-                target_jobs = [] if bundle is not None else target_jobs
-                break
-            target_jobs.append(ExportJob(part, request, artifact_path(part, request, out_dir, bundle), bundle))
+        try:
+            for part in parts:  # each part quantizes with its own quantizer and takes its own rewrites
+                quantization = _quantization(part, target_precision, recipe, calibration)
+                part_rewrites = chosen_rewrites if rewrites is not None else default_rewrites(quantization, part)
+                for scale in scales:
+                    request = ExportRequest(
+                        model=weights.arch,
+                        scale=scale,
+                        precision=target_precision,
+                        shape=target_shape,
+                        image_io=image_io,
+                        layout=part.layout,
+                        metadata=embedded_metadata(weights.arch, scale, target_precision, weights, part.layout),
+                        rewrites=part_rewrites,
+                        quantization=quantization,
+                    )
+                    reason = part.unsupported(request)
+                    if reason:
+                        raise _Unsupported(reason)
+                    target_jobs.append(ExportJob(part, request, artifact_path(part, request, out_dir, bundle),
+                                                 bundle))
+        except (RecipeRefused, _Unsupported) as exc:
+            if explicit:
+                raise ValueError(str(exc)) if isinstance(exc, _Unsupported) else exc
+            skipped.append(SkippedTarget(name, str(exc)))
+            # A bundle is exported whole or not at all; a plain target keeps the scales before.
+            target_jobs = [] if bundle is not None else target_jobs
         jobs.extend(target_jobs)
     if not jobs:
         why = "; ".join(f"{s.target}: {s.reason}" for s in skipped)
@@ -217,6 +214,10 @@ def plan_exports(
         if existing:
             raise OutputExistsError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
     return jobs, skipped
+
+
+class _Unsupported(Exception):
+    """A part cannot make a request (the message says why); refused or skipped by the caller."""
 
 
 def artifact_path(target: Target, request: ExportRequest, out_dir: str | Path, bundle: Path | None = None) -> Path:
@@ -246,11 +247,13 @@ def _quantization(target: Target, precision: str, recipe: Recipe | None,
     return Quantization.for_quantizer(target.quantizer, precision, recipe or DEFAULT_RECIPE, calibration)
 
 
-def default_rewrites(quantization: Quantization | None) -> tuple[str, ...]:
+def default_rewrites(quantization: Quantization | None, target: Target | None = None) -> tuple[str, ...]:
     """The rewrites an export applies when none are named: :data:`DEFAULT_REWRITES`, or a
-    quantization recipe's choice of them."""
+    quantization recipe's choice of them, less those ``target`` refuses (``Target.refused_rewrites``)."""
     defaults = parse_rewrites(None)
-    return defaults if quantization is None else parse_rewrites(list(quantization.recipe.rewrites(defaults)))
+    chosen = defaults if quantization is None else parse_rewrites(list(quantization.recipe.rewrites(defaults)))
+    refused = target.refused_rewrites if target is not None else {}
+    return tuple(r for r in chosen if r not in refused)
 
 
 def run_export(

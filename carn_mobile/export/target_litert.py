@@ -21,13 +21,16 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..parity import StructuralCheck
+from ..quantization.litert_aeq import AEQ_QUANTIZER
 from ..runtimes import INPUT_NAME, LAYOUTS, OUTPUT_NAME, require, version_of
 from ..runtimes.quiet import captured_output
 from .base import ExportOutcome, ExportRequest, Target, TargetOption
@@ -77,26 +80,40 @@ class LiteRTTarget(Target):
     description = "LiteRT (.tflite) for Android: XNNPACK, GPU delegate and NNAPI-ready graph, NCHW or NHWC I/O"
     extra = "litert"
     requires = ("litert_torch", "ai_edge_litert.interpreter", "ai_edge_quantizer")
-    precisions = ("fp32", "fp16")
-    precision_note = "int8 is not done for LiteRT yet; use --target onnx or executorch (docs/int8.md)"
+    precisions = ("fp32", "fp16", "int8")
+    quantizer = AEQ_QUANTIZER
     options = (TargetOption("--layout", "layout", choices=("nchw", "nhwc"),
                             help="I/O tensor layout (default nchw, the contract; nhwc is what Android bitmaps and "
-                                 "LiteRT's GPU delegate use, and leaves no TRANSPOSE in the graph)"),)
+                                 "LiteRT's GPU delegate use, and leaves no TRANSPOSE in the graph)"),
+               TargetOption("--int8-io", "int8_io", switch=True,
+                            help="with --precision int8: int8 input and output tensors instead of float32 (their "
+                                 "scale and zero point are in the manifest; the output is the 8-bit picture - 128)"))
+    refused_rewrites = {
+        "pad-exit": "its channel SLICE holds the tile size (resize_tensor_input and the web page re-size the graph) "
+                    "and leaves the exit shuffle without its DEPTH_TO_SPACE",
+    }
     platform_limits = {
         "aarch64": "the litert target needs litert-torch, whose ai-edge-litert 2.3 has no Linux aarch64 wheel (the "
                    "litert extra installs only the 2.2 interpreter here); export LiteRT on x86-64 (carn-parity runs "
                    "those .tflite files here)",
     }
 
-    def __init__(self, layout: str = "NCHW") -> None:
+    def __init__(self, layout: str = "NCHW", int8_io: bool = False) -> None:
         self.layout = layout
+        self.int8_io = int8_io
 
     def with_options(self, **options: Any) -> Target:
         layout = str(options.pop("layout", self.layout)).upper()
+        int8_io = bool(options.pop("int8_io", self.int8_io))
         super().with_options(**options)  # anything else is an error
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout.lower()!r} for the litert target; use nchw or nhwc")
-        return LiteRTTarget(layout)
+        return LiteRTTarget(layout, int8_io)
+
+    def unsupported(self, request: ExportRequest) -> str | None:
+        if self.int8_io and not request.precision_row.quantized:
+            return f"--int8-io applies to --precision int8 only, not {request.precision}"
+        return super().unsupported(request)
 
     def export(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
         with captured_output():
@@ -121,18 +138,38 @@ class LiteRTTarget(Target):
                 data = (Path(tmp) / "model.tflite").read_bytes()
             if request.precision_row.weight_dtype == "float16":
                 data = _float16_weights(data)
+        int8: dict[str, Any] = {}
+        if request.precision_row.quantized:
+            data, int8 = self._quantize(data, request)
         # request.metadata already names the layout (carn_mobile.layout), which the runner reads.
         data = _with_metadata(data, request.metadata | {"carn_mobile.stored_lr_size": f"{h}x{w}"})
         out.write_bytes(data)
         info = analyze(out) | {"litert_analyzer": _analyzer_verdict(out)}
-        notes = [f"ops: {_op_summary(info['op_counts'])}",
+        notes = [f"ops: {_op_summary(info['op_counts'])}", *_int8_notes(int8, info)]
+        notes += [
                  f"TRANSPOSE ops: {info['transposes']}; GPU delegate: "
                  + ("every op and rank supported" if info["gpu_compatible"] else f"outside: {info['gpu_unsupported']}"),
-                 f"stored at LR {h}x{w}; other sizes via resize_tensor_input"]
+                  f"stored at LR {h}x{w}; other sizes via resize_tensor_input"]
         return ExportOutcome(notes=notes, details={
             "layout": request.layout, "stored_lr_size": [h, w], "depth_to_space": "DEPTH_TO_SPACE (DCR conv order)",
-            **info,
+            **info, **({"int8": int8} if int8 else {}),
         })
+
+    def _quantize(self, data: bytes, request: ExportRequest) -> tuple[bytes, dict[str, Any]]:
+        from ..quantization.litert_aeq import quantize_tflite
+
+        assert request.quantization is not None, "a quantized request carries its recipe"
+        calibration = request.quantization.calibration.for_scale(request.scale)
+        data, details = quantize_tflite(data, request.quantization.recipe, calibration, request.layout == "NHWC",
+                                        self.int8_io)
+        details["calibration_patches"] = len(calibration.patches)
+        return data, details
+
+    def quantized_reference(self, path: Path, request: ExportRequest,
+                            module: SuperResolver) -> Callable[[np.ndarray], np.ndarray]:
+        from ..quantization.litert_aeq import tflite_reference
+
+        return tflite_reference(path, request.layout == "NHWC")
 
     def structural_check(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
         try:
@@ -159,6 +196,15 @@ class LiteRTTarget(Target):
         if request.precision_row.weight_dtype == "float16":
             ok = info["weight_types"] == ["FLOAT16"]
             checks.append(StructuralCheck("weights dtype", ok, f"conv weights {info['weight_types']}"))
+        if request.precision_row.quantized:
+            ok = info["weight_types"] == ["INT8"]
+            checks.append(StructuralCheck("weights dtype", ok, f"conv weights {info['weight_types']}"))
+            checks.append(StructuralCheck("integer body", not info["float_ops"],
+                                          "every op int8 (float32 only at the I/O)" if not info["float_ops"]
+                                          else f"float ops {info['float_ops']}"))
+            io = [info["input_type"], info["output_type"]]
+            want = ["INT8", "INT8"] if self.int8_io else ["FLOAT32", "FLOAT32"]
+            checks.append(StructuralCheck("I/O dtype", io == want, f"input {io[0]}, output {io[1]}"))
         ok = meta.get("carn_mobile.scale") == str(request.scale)
         checks.append(StructuralCheck("metadata scale", ok, f"carn_mobile.scale = {meta.get('carn_mobile.scale')}"))
         return checks
@@ -219,6 +265,9 @@ def analyze(path: str | Path) -> dict[str, Any]:
     inputs = {graph.Inputs(i) for i in range(graph.InputsLength())}
     outputs = {graph.Outputs(i) for i in range(graph.OutputsLength())}
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    float_ops: list[str] = []  # ops computing on a float activation, the I/O's QUANTIZE / DEQUANTIZE excepted
+    constants = {t for t in range(graph.TensorsLength())
+                 if model.Buffers(graph.Tensors(t).Buffer()).DataLength() > 0}
     dequantized: dict[int, int] = {}  # output tensor of a DEQUANTIZE -> its (stored) input tensor
     convs: list[int] = []  # weight tensors of the convolutions
     for i in range(graph.OperatorsLength()):
@@ -230,6 +279,8 @@ def analyze(path: str | Path) -> dict[str, Any]:
         for t in tensors:
             if t >= 0:
                 max_rank = max(max_rank, graph.Tensors(t).ShapeLength())
+        if _computes_in_float(graph, op, name, inputs, outputs, constants):
+            float_ops.append(name)
         if name == "TRANSPOSE":
             transposes += 1
             at_edge = op.Inputs(0) in inputs or op.Outputs(0) in outputs
@@ -260,7 +311,25 @@ def analyze(path: str | Path) -> dict[str, Any]:
         "outputs": sig_out,
         "input_shape": [int(d) for d in first_input.ShapeAsNumpy()],
         "weight_types": sorted(weight_types),
+        "float_ops": sorted(set(float_ops)),
+        "input_type": type_names.get(first_input.Type(), "?"),
+        "output_type": type_names.get(graph.Tensors(graph.Outputs(0)).Type(), "?"),
     }
+
+
+def _computes_in_float(graph, op, name: str, inputs: set[int], outputs: set[int], constants: set[int]) -> bool:
+    """Whether ``op`` reads or writes a float32 activation (a tensor with no constant data),
+    the QUANTIZE of a graph input and the DEQUANTIZE of a graph output excepted. In a float
+    model every op does; in a full-integer one none should."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    if (name == "QUANTIZE" and op.Inputs(0) in inputs) or (name == "DEQUANTIZE" and op.Outputs(0) in outputs):
+        return False
+    if name == "DEQUANTIZE":  # in the body: something computes in float behind it
+        return True
+    ends = [op.Inputs(j) for j in range(op.InputsLength())] + [op.Outputs(j) for j in range(op.OutputsLength())]
+    return any(t >= 0 and graph.Tensors(t).Type() == schema.TensorType.FLOAT32 and t not in constants
+               for t in ends)
 
 
 def _analyzer_verdict(path: Path) -> str | None:
@@ -273,6 +342,17 @@ def _analyzer_verdict(path: Path) -> str | None:
     except Exception:  # private module; absent or changed in another release
         return None
     return next((line.strip() for line in text.splitlines() if "GPU" in line), None)
+
+
+def _int8_notes(int8: dict[str, Any], info: dict[str, Any]) -> list[str]:
+    if not int8:
+        return []
+    folded = int8["folded"]
+    io = "int8 I/O" if int8["int8_io"] else "float32 I/O (QUANTIZE in, DEQUANTIZE out)"
+    body = "every op int8" if not info["float_ops"] else f"float ops left: {info['float_ops']}"
+    return [f"int8: {int8['quantizer']}, calibrated on {int8['calibration_patches']} patches; {body}, {io}; "
+            f"folded {folded['depth_to_space']} float DEPTH_TO_SPACE and {folded['clamp_to_grid']} clamp "
+            f"(requantizations kept {folded['requantize_kept']}, dropped {folded['requantize_dropped']})"]
 
 
 def _op_summary(counts: dict[str, int]) -> str:

@@ -245,7 +245,7 @@ def cached_artifact(target: str, ref: WeightsRef, scale: int, precision: str = "
         manifest = read_manifest(path)
         try:
             recorded = ExportRequest.from_manifest(manifest, adapter, path.name)
-            current = parse_rewrites(list(recorded.rewrites)) == default_rewrites(recorded.quantization)
+            current = parse_rewrites(list(recorded.rewrites)) == default_rewrites(recorded.quantization, adapter)
         except ValueError:  # a manifest this version cannot read back: export again
             current = False
         if manifest["file"]["sha256"] == sha256_file(path) and manifest["parity"]["status"] == "passed" and current:
