@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import quick_parity_settings
 
 from carn_mobile.export import export_model
+from carn_mobile.export.target_litert import read_metadata
+from carn_mobile.quantization import CalibrationSource
 from carn_mobile.web import browser as web_browser
 from carn_mobile.web import litert_js, ort_web
 from carn_mobile.web.site import asset
@@ -46,15 +49,26 @@ def node() -> str:
     return found
 
 
-def export_litert(out: Path, layout: str) -> Path:
-    (result,) = export_model("carn-m", targets=["litert"], scales=[2], out_dir=out,
-                             target_options={"litert": {"layout": layout}})
+def export_litert(out: Path, layout: str, precision: str = "fp32") -> Path:
+    quantized = {"calibration": CalibrationSource(count=16)} if precision == "int8" else {}
+    with quick_parity_settings():
+        (result,) = export_model("carn-m", targets=["litert"], scales=[4 if quantized else 2], out_dir=out,
+                                 precision=precision, target_options={"litert": {"layout": layout}}, **quantized)
     return result.job.artifact
 
 
 @pytest.fixture(scope="module")
 def nhwc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_litert(tmp_path_factory.mktemp("litert-nhwc"), "nhwc")
+
+
+@pytest.fixture(scope="module", params=["fp32", "fp16", "int8"])
+def any_nhwc(request: pytest.FixtureRequest, nhwc: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The NHWC model in each precision the litert target makes: float16 weights behind DEQUANTIZE
+    (constants computed from constants) and int8 tensors must re-size like float32 ones."""
+    if request.param == "fp32":
+        return nhwc
+    return export_litert(tmp_path_factory.mktemp(f"litert-{request.param}"), "nhwc", request.param)
 
 
 def resize(node: str, model: Path, h: int, w: int, out: Path) -> subprocess.CompletedProcess:
@@ -80,16 +94,17 @@ def interpret(model: Path, x: np.ndarray, resize_to: tuple[int, ...] | None = No
 
 
 @pytest.mark.parametrize("h, w", [(37, 53), (8, 120)])
-def test_page_resize_equals_the_interpreters_resize(node: str, nhwc: Path, tmp_path: Path, h: int, w: int) -> None:
+def test_page_resize_equals_the_interpreters_resize(node: str, any_nhwc: Path, tmp_path: Path, h: int, w: int) -> None:
     """The page's shape rewrite gives a model that the interpreter runs at the new size without any
     resize, bit for bit as resize_tensor_input on the stored model does."""
     out = tmp_path / "resized.tflite"
-    done = resize(node, nhwc, h, w, out)
+    done = resize(node, any_nhwc, h, w, out)
     assert done.returncode == 0, done.stderr
     x = np.random.default_rng(h).random((1, h, w, 3), dtype=np.float32)
     got = interpret(out, x)
-    want = interpret(nhwc, x, resize_to=(1, h, w, 3))
-    assert got.shape == (1, 2 * h, 2 * w, 3) and np.array_equal(got, want)
+    want = interpret(any_nhwc, x, resize_to=(1, h, w, 3))
+    scale = int(read_metadata(any_nhwc)["carn_mobile.scale"])
+    assert got.shape == (1, scale * h, scale * w, 3) and np.array_equal(got, want)
 
 
 def test_page_resize_refuses_what_it_cannot_resize(node: str, nhwc: Path, tmp_path: Path) -> None:

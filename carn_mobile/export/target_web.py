@@ -11,16 +11,18 @@ model passes parity in headless Chromium through the page itself (runners ``onnx
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..parity import StructuralCheck
 from ..runtimes import INPUT_NAME, OUTPUT_NAME
 from ..web import site as web_site
 from ..web.litert_js import LiteRtJsSource
 from ..web.ort_web import OrtWebSource, integrity
-from ..web.runtimes import CHOICES, WEB_RUNTIMES, backends_for, runtimes_for
+from ..web.runtimes import CHOICES, PRECISIONS, WEB_RUNTIMES, backends_for, runtimes_for
 from .base import ExportOutcome, ExportRequest, Target, TargetOption
 from .target_litert import LiteRTTarget
 from .target_onnx import OnnxTarget
@@ -32,7 +34,7 @@ _ONNX = OnnxTarget()
 _LITERT = LiteRTTarget("NHWC")
 #: Ops whose LiteRT kernels hold no size: what lets the page re-size a .tflite by its shapes alone.
 SIZE_FREE_OPS = frozenset({"ADD", "CONCATENATION", "CONV_2D", "DEPTH_TO_SPACE", "DEPTHWISE_CONV_2D", "DEQUANTIZE",
-                           "MUL", "RELU", "RELU_0_TO_1", "SPLIT", "SUB"})
+                           "MUL", "QUANTIZE", "RELU", "RELU_0_TO_1", "SPLIT", "SUB"})
 
 
 @register_target
@@ -42,13 +44,11 @@ class WebTarget(Target):
     runners = ("onnxruntime-web", "onnxruntime")
     backend = None  # runs in a browser: carn-web bench measures it
     rank = 15
-    description = "static web page: LiteRT.js (WebAssembly) and ONNX Runtime Web (WebGPU), every scale"
+    description = "static web page: LiteRT.js (WebAssembly) and ONNX Runtime Web (WebGPU), every scale, fp32/fp16/int8"
     requires = OnnxTarget.requires
-    precisions = ("fp32",)
-    precision_note = (
-        "fp16 is not offered yet: it was not measured in ONNX Runtime Web's WebAssembly backend, which every "
-        "device has; int8 is not done for the web yet (docs/int8.md)"
-    )
+    precisions = PRECISIONS
+    #: The ONNX Runtime Web member's quantizer (the LiteRT.js member's is the litert target's).
+    quantizer = OnnxTarget.quantizer
     bundled = True
     member_suffix = ".onnx"
     options = (
@@ -58,9 +58,10 @@ class WebTarget(Target):
         TargetOption("--ort-web-url", "ort_web_url", metavar="URL",
                      help="base URL of onnxruntime-web's dist folder to load instead"),
         TargetOption("--web-runtime", "web_runtime", choices=CHOICES,
-                     help="runtime(s) the page carries: auto (default: per backend the measured fastest, LiteRT.js "
-                          "for WebAssembly and ONNX Runtime Web for WebGPU), ort (ONNX Runtime Web for both) or "
-                          "litert (LiteRT.js, WebAssembly only)"),
+                     help="runtime(s) the page carries: auto (default: per backend and precision the measured "
+                          "fastest; fp32: LiteRT.js for WebAssembly and ONNX Runtime Web for WebGPU, fp16: ONNX "
+                          "Runtime Web, int8: LiteRT.js), ort (ONNX Runtime Web) or litert (LiteRT.js, "
+                          "WebAssembly only, fp32 and int8)"),
         TargetOption("--litert-js", "litert_js", metavar="DIR",
                      help="copy LiteRT.js from this node_modules/@litertjs folder into the site (default: load the "
                           "pinned release by URL, integrity-checked)"),
@@ -78,8 +79,9 @@ class WebTarget(Target):
                      web_runtime: str | None = None, litert_js: str | Path | None = None, **rest: Any) -> Target:
         super().with_options(**rest)
         choice = web_runtime or "auto"
-        backends_for(choice)  # an unknown name is refused here, naming the choices
-        carried = runtimes_for(choice)
+        if choice not in CHOICES:
+            raise ValueError(f"--web-runtime {choice!r} is not one of {', '.join(CHOICES)}")
+        carried = [name for p in PRECISIONS for name in _runtimes_or_none(choice, p)]
         if "ort" not in carried and (ort_web or ort_web_url):
             raise ValueError(f"--ort-web/--ort-web-url apply to sites with ONNX Runtime Web; --web-runtime {choice} "
                              "has none")
@@ -87,10 +89,12 @@ class WebTarget(Target):
             raise ValueError(f"--litert-js applies to sites with LiteRT.js; --web-runtime {choice} has none")
         return WebTarget(OrtWebSource.from_options(ort_web, ort_web_url), LiteRtJsSource.from_option(litert_js), choice)
 
-    def parts(self) -> tuple[Target, ...]:
-        """One member target per runtime the site carries (the ORT one is this class, LiteRT.js the subclass)."""
+    def parts(self, precision: str | None = None) -> tuple[Target, ...]:
+        """One member target per runtime the site carries at ``precision`` (the ORT one is this
+        class, LiteRT.js the subclass); ``ValueError`` when the runtime choice cannot make it."""
         kinds = {"ort": WebTarget, "litert": WebLiteRtMember}
-        return tuple(kinds[name](self.ort, self.litert, self.choice) for name in runtimes_for(self.choice))
+        names = runtimes_for(self.choice, precision or self.default_precision)
+        return tuple(kinds[name](self.ort, self.litert, self.choice) for name in names)
 
     @property
     def source(self) -> OrtWebSource:
@@ -103,8 +107,8 @@ class WebTarget(Target):
     def start_bundle(self, folder: Path, requests: Sequence[ExportRequest], weights: Any) -> None:
         first = requests[0]
         installers = {"ort": self.source.install, "litert": self.litert_source.install}
-        runtimes = {name: installers[name](folder) for name in runtimes_for(self.choice)}
-        web_site.start_site(folder, first.model, first.precision, runtimes, backends_for(self.choice),
+        runtimes = {name: installers[name](folder) for name in runtimes_for(self.choice, first.precision)}
+        web_site.start_site(folder, first.model, first.precision, runtimes, backends_for(self.choice, first.precision),
                             weights=weights.label, license=weights.license)
 
     def _convert(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
@@ -125,7 +129,7 @@ class WebTarget(Target):
             tiles = {b: min(t, max_side - 2 * overlap) for b, t in tiles.items()}
         else:
             max_side = None
-        tiles = {b: t for b, t in tiles.items() if b in WEB_RUNTIMES[self.runtime].backends}
+        tiles = {b: t for b, t in tiles.items() if b in WEB_RUNTIMES[self.runtime].backends_for(request.precision)}
         entry = web_site.SiteModel(
             scale=request.scale, runtime=self.runtime, file=f"{web_site.MODELS_FOLDER}/{out.name}",
             integrity=integrity(out), overlap=overlap, tile=tiles, input=INPUT_NAME, output=OUTPUT_NAME,
@@ -179,6 +183,15 @@ class WebTarget(Target):
                      "backends": site["backends"], "size_bytes": sizes, "models": site["models"]},
         )
 
+    def unsupported(self, request: ExportRequest) -> str | None:
+        if request.precision in self.precisions and not WEB_RUNTIMES[self.runtime].backends_for(request.precision):
+            return f"{WEB_RUNTIMES[self.runtime].label} does not run {request.precision} on the page"
+        return super().unsupported(request)
+
+    def quantized_reference(self, path: Path, request: ExportRequest,
+                            module: SuperResolver) -> Callable[[np.ndarray], np.ndarray]:
+        return _ONNX.quantized_reference(path, request, module)
+
     def from_manifest(self, manifest: dict[str, Any]) -> Target:
         """The member target of an artifact's manifest: LiteRT.js for a ``.tflite``, else this one."""
         if str(manifest.get("artifact", "")).endswith(WebLiteRtMember.member_suffix):
@@ -190,6 +203,14 @@ class WebTarget(Target):
 
 
 _BACKEND_LABELS = {"wasm": "WebAssembly", "webgpu": "WebGPU"}
+
+
+def _runtimes_or_none(choice: str, precision: str) -> list[str]:
+    """The runtimes ``choice`` carries at ``precision``, or none where it cannot make it."""
+    try:
+        return runtimes_for(choice, precision)
+    except ValueError:
+        return []
 
 
 class WebLiteRtMember(WebTarget):
@@ -205,8 +226,15 @@ class WebLiteRtMember(WebTarget):
     extra = LiteRTTarget.extra
     requires = LiteRTTarget.requires
 
+    quantizer = LiteRTTarget.quantizer
+    refused_rewrites = LiteRTTarget.refused_rewrites
+
     def _convert(self, module: SuperResolver, request: ExportRequest, out: Path) -> ExportOutcome:
         return _LITERT.export(module, request, out)
+
+    def quantized_reference(self, path: Path, request: ExportRequest,
+                            module: SuperResolver) -> Callable[[np.ndarray], np.ndarray]:
+        return _LITERT.quantized_reference(path, request, module)
 
     def _member_checks(self, path: Path, request: ExportRequest, module: SuperResolver) -> list[StructuralCheck]:
         from .target_litert import analyze

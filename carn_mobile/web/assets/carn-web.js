@@ -478,7 +478,7 @@ async function upscaleOnce() {
   show(result, bitmap);
   $("status").textContent = `x${model.scale}: ${bitmap.width}x${bitmap.height} \u2192 ${result.width}x${result.height} ` +
     `in ${(ms / 1000).toFixed(2)} s (${result.tiles} tile${result.tiles === 1 ? "" : "s"} of at most ${tile} px, ` +
-    `${describeBackend(backend, runtime)})`;
+    `${describeBackend(backend, runtime)}, ${site.precision})`;
   $("download").disabled = false;
   api.state = "done";
 }

@@ -11,8 +11,9 @@
 //
 // FlatBuffers, little-endian: a table starts with an int32 offset back to its vtable, the vtable
 // holds uint16 field offsets; a vector is a uint32 length followed by its elements. Field numbers
-// are the TFLite schema's (Model: subgraphs 2, buffers 4; SubGraph: tensors 0, inputs 1;
-// Tensor: shape 0, buffer 2, shape_signature 7; Buffer: data 0, size 2).
+// are the TFLite schema's (Model: subgraphs 2, buffers 4; SubGraph: tensors 0, inputs 1,
+// operators 3; Operator: inputs 1, outputs 2; Tensor: shape 0, buffer 2, shape_signature 7;
+// Buffer: data 0, size 2).
 
 function reader(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -75,13 +76,27 @@ export function tfliteAtSize(bytes, height, width) {
   if (n !== 1 || !(H > 0 && W > 0) || C !== 3) {
     throw new Error(`expected an NHWC input [1, H, W, 3], found [${shapeOf(input)}]`);
   }
+  // Constants: tensors with data, and what ops compute from constants alone (an fp16 model's
+  // DEQUANTIZE of its fp16 weights to float32). Ops are stored in execution order.
+  const constants = new Set();
+  tensors.forEach((t, i) => {
+    const bufferField = r.field(t, 2);
+    const buffer = bufferField ? r.u32(bufferField) : 0;
+    if (buffer < buffers.length && isConstant(r, buffers[buffer])) constants.add(i);
+  });
+  const indices = (table, index) => {
+    const v = r.vector(table, index);
+    return v ? Array.from({ length: v.length }, (_, i) => r.view.getInt32(v.start + 4 * i, true)) : [];
+  };
+  for (const op of r.tables(graph, 3)) {
+    const ins = indices(op, 1).filter((i) => i >= 0); // -1: an optional input left out
+    if (ins.length > 0 && ins.every((i) => constants.has(i))) indices(op, 2).forEach((i) => constants.add(i));
+  }
   // Read every shape before writing any: a vector the converter shared must be read as stored.
   const plan = [];
   const constantShapes = new Set();
-  for (const t of tensors) {
-    const bufferField = r.field(t, 2);
-    const buffer = bufferField ? r.u32(bufferField) : 0;
-    const constant = buffer < buffers.length && isConstant(r, buffers[buffer]);
+  for (const [i, t] of tensors.entries()) {
+    const constant = constants.has(i);
     const shape = shapeOf(t);
     if (!shape) continue;
     if (constant) {
