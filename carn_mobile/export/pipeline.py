@@ -201,7 +201,7 @@ def plan_exports(
                                                  bundle))
         except (RecipeRefused, _Unsupported) as exc:
             if explicit:
-                raise ValueError(str(exc)) if isinstance(exc, _Unsupported) else exc
+                raise
             skipped.append(SkippedTarget(name, str(exc)))
             # A bundle is exported whole or not at all; a plain target keeps the scales before.
             target_jobs = [] if bundle is not None else target_jobs
@@ -216,8 +216,8 @@ def plan_exports(
     return jobs, skipped
 
 
-class _Unsupported(Exception):
-    """A part cannot make a request (the message says why); refused or skipped by the caller."""
+class _Unsupported(ValueError):
+    """A part cannot make a request (the message says why): refused, or skipped under ``all``."""
 
 
 def artifact_path(target: Target, request: ExportRequest, out_dir: str | Path, bundle: Path | None = None) -> Path:
