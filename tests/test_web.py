@@ -523,11 +523,35 @@ def test_page_reports_a_model_that_fails_to_load(tools, site: Path, photo: Path,
     assert reply["state"] == "error" and message in reply["error"]
 
 
+def test_carn_web_bench_measures_every_runtime_against_native(site: Path, quantized_sites: dict[str, Path],
+                                                            tmp_path: Path, capsys) -> None:
+    """One small run over an fp32 and an int8 site: a row per site, scale, runtime and isolation,
+    each with the same file timed natively and the native onnxruntime fp32 yardstick."""
+    out = tmp_path / "report"
+    assert cli(web_cli.main, "bench", str(site), str(quantized_sites["int8"]), "--scale", "4", "--lr", "40x24",
+               "--repeats", "1", "--threads", "2", "--out", str(out)) == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = report["rows"]
+    assert {(r["precision"], r["runtime"], r["cross_origin_isolated"]) for r in rows} == {
+        ("fp32", "litert", True), ("fp32", "ort", True), ("fp32", "litert", False), ("fp32", "ort", False),
+        ("int8", "litert", True), ("int8", "litert", False)}
+    for r in rows:
+        assert r["scale"] == 4 and r["lr"] == [24, 40] and r["page_model_ms"] > 0 and r["native_same_file_ms"] > 0
+        assert r["vs_native_onnxruntime_fp32"] is not None and r["wasm_cost"] > 0
+        assert (r["page_tiled_ms"] is not None) == r["cross_origin_isolated"]
+        assert r["threads"] == (2 if r["cross_origin_isolated"] else 1)
+    assert report["about"]["sites"][quantized_sites["int8"].name] == {"precision": "int8",
+                                                                      "backends": {"wasm": "litert"}}
+    assert "| x4 (40x24 -> 160x96) | int8 | LiteRT.js | relaxed SIMD | yes | 2 |" in (out / "report.md").read_text()
+
+
 def test_carn_web_bench_and_serve_refuse_bad_options(url_site: Path, tmp_path: Path, capsys) -> None:
     assert cli(web_cli.main, "bench", str(url_site), "--repeats", "0") == 2
     assert "--repeats must be at least 1, got 0" in capsys.readouterr().err
     assert cli(web_cli.main, "bench", str(url_site), "--threads", "-1") == 2
     assert "--threads must be at least 1, got -1" in capsys.readouterr().err
+    assert cli(web_cli.main, "bench", str(url_site), "--lr", "320") == 2
+    assert "--lr must look like 1280x720 (WIDTHxHEIGHT), got '320'" in capsys.readouterr().err
     (tmp_path / "report.json").write_text("{}")
     assert cli(web_cli.main, "bench", str(url_site), "--out", str(tmp_path)) == 2
     assert "--force" in capsys.readouterr().err

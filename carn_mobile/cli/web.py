@@ -1,8 +1,8 @@
 """``carn-web``: serve an exported web site locally, or benchmark it in headless Chromium.
 
 ``carn-web serve DIR`` serves the ``.web`` folder that ``carn-export --target web`` wrote, with
-the cross-origin isolation headers WebAssembly threads need. ``carn-web bench DIR`` compares the
-page's speed with native onnxruntime on this machine.
+the cross-origin isolation headers WebAssembly threads need. ``carn-web bench DIR [DIR ...]``
+compares the page's runtimes (one site per precision) with native runtimes on this machine.
 """
 
 from __future__ import annotations
@@ -24,8 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("site", metavar="DIR", help="the .web folder carn-export wrote")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    bench = sub.add_parser("bench", help="time the page in headless Chromium against native onnxruntime")
-    bench.add_argument("site", metavar="DIR", help="a .web folder exported with --ort-web (self-contained)")
+    bench = sub.add_parser("bench", help="time the page in headless Chromium against native runtimes")
+    bench.add_argument("sites", metavar="DIR", nargs="+",
+                       help=".web folders (one per precision: an fp32 one gives the native onnxruntime fp32 "
+                            "yardstick), each exported with --ort-web / --litert-js (self-contained)")
+    bench.add_argument("--scale", type=int, action="append", metavar="N",
+                       help="only this scale (repeatable; default: every scale of the sites)")
+    bench.add_argument("--lr", default="320x180", metavar="WxH",
+                       help="LR image size (default 320x180: x4 gives 1280x720)")
     bench.add_argument("--threads", type=int, default=None, help="threads for both (default: torch's default here)")
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per case after one warm-up (default 3)")
     bench.add_argument("--out", metavar="DIR", help="write report.json and report.md here")
@@ -71,10 +77,15 @@ def _bench(args: argparse.Namespace) -> int:
     from ..bench.machine import describe_machine
     from ..bench.report import machine_sentence
     from ..fileio import check_writable
-    from ..web.bench import bench_site, markdown
+    from ..sizes import parse_wxh
+    from ..web.bench import bench_sites, markdown
     from ..web.browser import BrowserError
 
-    folder = _site(args.site)
+    folders = [_site(s) for s in args.sites]
+    try:
+        size = parse_wxh(args.lr, "--lr")
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     if args.repeats < 1:
         raise CLIError(f"--repeats must be at least 1, got {args.repeats}")
     threads = args.threads or torch.get_num_threads()
@@ -87,9 +98,10 @@ def _bench(args: argparse.Namespace) -> int:
     machine = describe_machine(threads)
     console = make_console()
     try:
-        rows, about = bench_site(folder, threads, repeats=args.repeats,
-                                 on_step=lambda text: err_console.print(f"[dim]{escape(text)}[/]"))
-    except BrowserError as exc:
+        rows, about = bench_sites(folders, threads, scales=args.scale, lr_size=(size.height, size.width),
+                                  repeats=args.repeats,
+                                  on_step=lambda text: err_console.print(f"[dim]{escape(text)}[/]"))
+    except (BrowserError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     text = markdown(rows, about, machine_sentence(machine))
     console.print(text)

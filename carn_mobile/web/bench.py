@@ -1,14 +1,23 @@
-"""Speed of the web page's runtimes against native onnxruntime, same image, machine and threads.
+"""Speed of the web page's runtimes against native ones, same image, machine and threads, one run.
 
-For each scale: the untiled model on one LR image in native onnxruntime (Python), then for each
-WebAssembly runtime the site carries (LiteRT.js, ONNX Runtime Web) the page's untiled model
-(``carnWeb.runTensor``) and its own tiled upscale of a PNG of the same image (what a user waits
-for), and the untiled model once more on a page served without the cross-origin isolation
-headers (one thread: what the headers buy). Median of ``repeats`` runs after one warm-up each.
+For every site given (each one precision: fp32, fp16, int8) and each of its WebAssembly models
+(LiteRT.js, ONNX Runtime Web), per scale:
+
+* the page's untiled model (``carnWeb.runTensor``) and its own tiled upscale of a PNG of the same
+  image (what a user waits for), on a cross-origin isolated page (threads), and the untiled model
+  again on a page served without the isolation headers (one thread: what the headers buy);
+* the same file natively, in the engine the browser runs compiled to WebAssembly (onnxruntime,
+  or ai-edge-litert's XNNPACK): the ratio is the cost of WebAssembly itself;
+* native onnxruntime fp32 on the same scale (from an fp32 site given), the yardstick the page is
+  held to.
+
+Median of ``repeats`` runs after one warm-up each. WebGPU is not timed: headless Chromium here
+has only a software adapter (its numbers are checked in the browser tests, not its speed).
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 import tempfile
 import time
@@ -20,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .browser import Browser, BrowserError, find_tools
+from .runtimes import WEB_RUNTIMES
 from .serve import serving
 from .site import read_site_json
 
@@ -27,39 +37,53 @@ from .site import read_site_json
 WEBGPU_OFFERED = "document.querySelector('#backend option[value^=webgpu]') !== null"
 #: The issue's case: a 320x180 LR input (x2 -> 640x360, x4 -> 1280x720).
 DEFAULT_LR = (180, 320)
+#: The native engine each runtime compiles to WebAssembly.
+NATIVE_ENGINES = {"ort": "onnxruntime", "litert": "ai-edge-litert (XNNPACK)"}
 
 
 @dataclass(frozen=True)
 class WebBenchRow:
-    """One scale on one runtime of the page (WebAssembly), against native onnxruntime."""
+    """One model of one site on one WebAssembly page, against native runs of this machine."""
 
     scale: int
+    precision: str
     runtime: str  # "ort" or "litert"
     build: str  # the WebAssembly build that ran, as the page's status line names it
     threads: int  # threads the page's runtime ran with
     isolated: bool  # whether the page was cross-origin isolated (COOP/COEP sent)
     lr: tuple[int, int]
-    native_ms: float
-    page_model_ms: float
-    page_tiled_ms: float | None  # the page's tiled upscale of a PNG (only for the isolated page)
+    page_ms: float  # the page's untiled model
+    native_ms: float  # the same file in its native engine, same threads
+    reference_ms: float | None  # native onnxruntime fp32 at this scale (None: no fp32 site given)
+    tiled_ms: float | None  # the page's tiled upscale of a PNG (isolated page only)
     tiles: int | None
     tile: int | None
 
     @property
-    def ratio(self) -> float:
-        """Page (untiled model) time over native time: 1.0 is as fast as native."""
-        return self.page_model_ms / self.native_ms
+    def wasm_cost(self) -> float:
+        """Page time over the same file's native time: what WebAssembly costs that engine."""
+        return self.page_ms / self.native_ms
+
+    @property
+    def vs_reference(self) -> float | None:
+        """Page time over native onnxruntime fp32: 2.0 is the page's goal."""
+        return None if self.reference_ms is None else self.page_ms / self.reference_ms
 
     def to_json(self) -> dict[str, Any]:
-        return {"scale": self.scale, "runtime": self.runtime, "build": self.build, "threads": self.threads,
-                "cross_origin_isolated": self.isolated, "lr": list(self.lr), "native_ms": round(self.native_ms, 1),
-                "page_model_ms": round(self.page_model_ms, 1), "ratio_model": round(self.ratio, 2),
-                "page_tiled_ms": None if self.page_tiled_ms is None else round(self.page_tiled_ms, 1),
-                "page_tiles": self.tiles, "page_tile": self.tile}
+        def r(v: float | None, digits: int = 1) -> float | None:
+            return None if v is None else round(v, digits)
+
+        return {"scale": self.scale, "precision": self.precision, "runtime": self.runtime, "build": self.build,
+                "threads": self.threads, "cross_origin_isolated": self.isolated, "lr": list(self.lr),
+                "page_model_ms": r(self.page_ms), "native_same_file_ms": r(self.native_ms),
+                "native_engine": NATIVE_ENGINES[self.runtime], "wasm_cost": r(self.wasm_cost, 2),
+                "native_onnxruntime_fp32_ms": r(self.reference_ms),
+                "vs_native_onnxruntime_fp32": r(self.vs_reference, 2),
+                "page_tiled_ms": r(self.tiled_ms), "page_tiles": self.tiles, "page_tile": self.tile}
 
 
 def _median_ms(fn: Callable[[], float | None], repeats: int) -> float:
-    fn()  # warm-up: first-run allocation and kernel selection
+    fn()  # warm-up: first-run allocation, kernel selection, a LiteRT.js compile for the size
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -68,12 +92,8 @@ def _median_ms(fn: Callable[[], float | None], repeats: int) -> float:
     return statistics.median(times)
 
 
-#: The page's description of what ran, for the row (read after a run).
-_STATUS = "document.getElementById('status').textContent"
-
-
-def bench_site(
-    site: str | Path,
+def bench_sites(
+    sites: Sequence[str | Path],
     threads: int,
     scales: Sequence[int] | None = None,
     lr_size: tuple[int, int] = DEFAULT_LR,
@@ -81,74 +101,91 @@ def bench_site(
     on_step: Callable[[str], None] | None = None,
     unisolated: bool = True,
 ) -> tuple[list[WebBenchRow], dict[str, Any]]:
-    """Measure every scale and WebAssembly runtime of ``site`` (or ``scales``) in one run.
-
-    Per scale: native onnxruntime on the site's ONNX model, then per runtime the page's untiled
-    model and its tiled upscale of a PNG; with ``unisolated`` the untiled model again on a page
-    served without the cross-origin isolation headers (what threads depend on).
-    """
-    import onnxruntime as ort
+    """Measure every WebAssembly model of every site in ``sites`` (at ``scales``, default all) in
+    one run; ``unisolated`` times each untiled model again without cross-origin isolation."""
     from PIL import Image
 
     from ..testimage import natural_test_image_uint8
 
-    folder = Path(site)
-    info = read_site_json(folder)
+    folders = [Path(s) for s in sites]
+    infos = {folder: read_site_json(folder) for folder in folders}
     tools, why = find_tools()
     if tools is None:
         raise BrowserError(f"cannot benchmark in a browser: {why}")
-    models = [m for m in info["models"] if (scales is None or m["scale"] in scales) and "wasm" in m["tile"]]
-    if not models:
-        raise ValueError(f"{folder} has no model for scale(s) {', '.join(map(str, scales or []))}")
-    onnx = {m["scale"]: folder / m["file"] for m in info["models"] if m["runtime"] == "ort"}
-    missing = sorted({m["scale"] for m in models} - set(onnx))
-    if missing:
-        raise ValueError(f"{folder} has no ONNX model for x{missing[0]} to time native onnxruntime with; bench a "
-                         "site exported with --web-runtime auto or ort")
+    chosen = {folder: [m for m in info["models"] if (scales is None or m["scale"] in scales) and "wasm" in m["tile"]]
+              for folder, info in infos.items()}
+    if not any(chosen.values()):
+        raise ValueError(f"no site has a WebAssembly model for scale(s) {', '.join(map(str, scales or []))}")
     step = on_step or (lambda _text: None)
     h, w = lr_size
     pixels = natural_test_image_uint8(h, w, seed=0)
     lr = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
-    native = {}
-    for scale in sorted({m["scale"] for m in models}):
-        step(f"x{scale}: native onnxruntime")
-        native[scale] = _native_ms(onnx[scale], lr, threads, repeats)
+    reference: dict[int, float] = {}
+    for folder, info in infos.items():  # the yardstick: native onnxruntime on an fp32 site's ONNX model
+        for m in info["models"] if info["precision"] == "fp32" else []:
+            if m["runtime"] == "ort" and m["scale"] not in reference and m in chosen[folder]:
+                step(f"x{m['scale']}: native onnxruntime fp32 (the yardstick)")
+                reference[m["scale"]] = _native_ms(folder / m["file"], "ort", lr, threads, repeats)
+    native: dict[tuple[Path, str], float] = {}
+    for folder, models in chosen.items():
+        for m in models:
+            step(f"x{m['scale']} {infos[folder]['precision']}: {NATIVE_ENGINES[m['runtime']]} natively, same file")
+            native[folder, m["file"]] = _native_ms(folder / m["file"], m["runtime"], lr, threads, repeats)
     rows: list[WebBenchRow] = []
     with tempfile.TemporaryDirectory() as tmp, Browser(tools) as browser:
         png = Path(tmp) / f"bench_{w}x{h}.png"
         Image.fromarray(pixels).save(png)
-        for isolated in (True, False) if unisolated else (True,):
-            with serving(folder, isolate=isolated) as url:
-                state = browser.open(f"{url}index.html?threads={threads}")
-                if state["state"] != "ready":
-                    raise BrowserError(f"the page did not start: {state['error']}")
-                for m in models:
-                    scale, runtime = int(m["scale"]), m["runtime"]
-                    where = "isolated" if isolated else "not cross-origin isolated"
-                    step(f"x{scale}: the page on {runtime} ({where}): untiled model"
-                         + (", tiled PNG" if isolated else ""))
-                    page_model = _median_ms(lambda s=scale, r=runtime: browser.run_tensor(s, lr, runtime=r)[1], repeats)
-                    tiled, last = (_tiled_ms(browser, png, scale, runtime, repeats) if isolated else (None, {}))
-                    if not last:  # what ran: one tiled run gives the page's own status line
-                        last = _upscale(browser, png, scale, runtime)
-                    rows.append(WebBenchRow(scale, runtime, _build_of(last["status"]), _threads_of(last["status"]),
-                                            bool(state["isolated"]), (h, w), native[scale], page_model, tiled,
-                                            last.get("tiles") if isolated else None,
-                                            last.get("tile") if isolated else None))
-        about = {"browser": f"Chromium {browser.version}", "threads_asked": threads,
-                 "runtimes": {r: info[r]["version"] for r in info["runtimes"]}, "backends": info["backends"],
-                 "onnxruntime": ort.__version__, "webgpu": browser.evaluate(WEBGPU_OFFERED),
-                 "features": browser.evaluate("carnWeb.features")}
+        webgpu = False
+        for folder, models in chosen.items():
+            precision = infos[folder]["precision"]
+            for isolated in (True, False) if unisolated else (True,):
+                with serving(folder, isolate=isolated) as url:
+                    state = browser.open(f"{url}index.html?threads={threads}")
+                    if state["state"] != "ready":
+                        raise BrowserError(f"{folder.name}: the page did not start: {state['error']}")
+                    webgpu = webgpu or bool(browser.evaluate(WEBGPU_OFFERED))
+                    for m in models:
+                        scale, runtime = int(m["scale"]), m["runtime"]
+                        where = "isolated" if isolated else "not cross-origin isolated"
+                        step(f"x{scale} {precision}: the page on {WEB_RUNTIMES[runtime].label} ({where})")
+                        page = _median_ms(lambda s=scale, r=runtime: browser.run_tensor(s, lr, runtime=r)[1], repeats)
+                        tiled, last = (_tiled_ms(browser, png, scale, runtime, repeats) if isolated else (None, {}))
+                        if not last:  # what ran: one tiled run gives the page's own status line
+                            last = _upscale(browser, png, scale, runtime)
+                        rows.append(WebBenchRow(
+                            scale, precision, runtime, _build_of(last["status"]), _threads_of(last["status"]),
+                            bool(state["isolated"]), (h, w), page, native[folder, m["file"]], reference.get(scale),
+                            tiled, last.get("tiles") if isolated else None, last.get("tile") if isolated else None))
+        versions = {r: info[r]["version"] for info in infos.values() for r in info["runtimes"]}
+        about = {"browser": f"Chromium {browser.version}", "threads_asked": threads, "runtimes": versions,
+                 "sites": {f.name: {"precision": i["precision"], "backends": i["backends"]} for f, i in infos.items()},
+                 "native": _native_versions(), "webgpu": webgpu, "features": browser.evaluate("carnWeb.features")}
     return rows, about
 
 
-def _native_ms(model_file: Path, lr: np.ndarray, threads: int, repeats: int) -> float:
-    import onnxruntime as ort
+def _native_ms(model_file: Path, runtime: str, lr: np.ndarray, threads: int, repeats: int) -> float:
+    """The file in its native engine on this machine, ``threads`` threads, NCHW float32 in."""
+    if runtime == "ort":
+        import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
-    return _median_ms(lambda: (session.run(None, {"lr": lr}), None)[1], repeats)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        return _median_ms(lambda: (session.run(None, {"lr": lr}), None)[1], repeats)
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ..export.target_litert import read_metadata
+    from ..runtimes.runner_litert import signature_call
+
+    run = signature_call(Interpreter(model_path=str(model_file), num_threads=threads),
+                         read_metadata(model_file).get("carn_mobile.layout") == "NHWC")
+    return _median_ms(lambda: (run(lr), None)[1], repeats)
+
+
+def _native_versions() -> dict[str, str | None]:
+    from ..runtimes import version_of
+
+    return {"onnxruntime": version_of("onnxruntime"), "ai-edge-litert": version_of("ai-edge-litert")}
 
 
 def _upscale(browser: Browser, png: Path, scale: int, runtime: str) -> dict[str, Any]:
@@ -169,46 +206,51 @@ def _tiled_ms(browser: Browser, png: Path, scale: int, runtime: str, repeats: in
 
 
 def _build_of(status: str) -> str:
-    """'WebAssembly relaxed SIMD' or 'WebAssembly SIMD', from the page's status line."""
+    """'relaxed SIMD' or 'SIMD', from the page's status line."""
     return "relaxed SIMD" if "relaxed SIMD" in status else "SIMD"
 
 
 def _threads_of(status: str) -> int:
-    import re
-
-    found = re.search(r"(\d+) threads?\)", status)
+    found = re.search(r"(\d+) threads?,", status)
     return int(found.group(1)) if found else 0
 
 
-_LABELS = {"ort": "ONNX Runtime Web", "litert": "LiteRT.js"}
-
-
 def markdown(rows: Sequence[WebBenchRow], about: dict[str, Any], machine: str) -> str:
-    """The recorded report's table."""
-    versions = ", ".join(f"{_LABELS[r]} {v}" for r, v in about["runtimes"].items())
+    """The recorded report: the table, then what it says about the goal and the defaults."""
+    versions = ", ".join(f"{WEB_RUNTIMES[r].label} {v}" for r, v in about["runtimes"].items())
+    native = ", ".join(f"{k} {v}" for k, v in about["native"].items() if v)
     f = about["features"] or {}
     lines = [
-        "# The web page's runtimes in headless Chromium vs native onnxruntime",
+        "# The web page's runtimes in headless Chromium vs native runtimes",
         "",
         machine,
-        f"{about['browser']}; {versions}; native onnxruntime {about['onnxruntime']} (CPU execution provider), "
-        f"{about['threads_asked']} threads asked of both. Browser WebAssembly: SIMD yes, relaxed SIMD "
-        f"{'yes' if f.get('relaxedSimd') else 'no'}. Median of the runs after a warm-up, one run of "
-        "`carn-web bench`.",
+        f"{about['browser']}; {versions}; native {native} (CPU), {about['threads_asked']} threads asked of all. "
+        f"Browser WebAssembly: SIMD yes, relaxed SIMD {'yes' if f.get('relaxedSimd') else 'no'}. Median of the runs "
+        "after a warm-up, one run of `carn-web bench`. *page / native*: the page over the same file in the engine "
+        "it compiles to WebAssembly (the cost of WebAssembly); *vs ORT fp32*: the page over native onnxruntime "
+        "fp32 at the same scale (the goal: 2x or less).",
         "",
-        "| model | runtime | WebAssembly build | isolated | threads | native ms | page, untiled ms | ratio "
-        "| page, tiled PNG ms | tiles (tile px) |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| model | precision | runtime | WebAssembly | isolated | threads | page ms | native, same file ms "
+        "| page / native | vs ORT fp32 | page, tiled PNG ms | tiles (tile px) |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         h, w = r.lr
-        tiled = "-" if r.page_tiled_ms is None else f"{r.page_tiled_ms:.0f}"
+        tiled = "-" if r.tiled_ms is None else f"{r.tiled_ms:.0f}"
         tiles = "-" if r.tiles is None else f"{r.tiles} ({r.tile})"
-        lines.append(f"| x{r.scale} ({w}x{h} -> {w * r.scale}x{h * r.scale}) | {_LABELS[r.runtime]} | {r.build} | "
-                     f"{'yes' if r.isolated else 'no'} | {r.threads} | {r.native_ms:.0f} | {r.page_model_ms:.0f} | "
-                     f"{r.ratio:.2f}x | {tiled} | {tiles} |")
-    webgpu = ("offered by the page (an adapter exists: a software one here, so checked for numbers, not timed)"
-              if about["webgpu"] else "no adapter in this browser, so not offered and not measured")
-    lines += ["", f"WebGPU: {webgpu}. Default runtime per backend in this site: "
-              + ", ".join(f"{b} -> {_LABELS[r]}" for b, r in about["backends"].items()) + ".", ""]
+        vs = "-" if r.vs_reference is None else f"{r.vs_reference:.2f}x"
+        lines.append(f"| x{r.scale} ({w}x{h} -> {w * r.scale}x{h * r.scale}) | {r.precision} | "
+                     f"{WEB_RUNTIMES[r.runtime].label} | {r.build} | {'yes' if r.isolated else 'no'} | {r.threads} | "
+                     f"{r.page_ms:.0f} | {r.native_ms:.0f} ({NATIVE_ENGINES[r.runtime]}) | {r.wasm_cost:.2f}x | {vs} | "
+                     f"{tiled} | {tiles} |")
+    references = sorted({(r.scale, r.reference_ms) for r in rows if r.reference_ms is not None})
+    if references:
+        lines += ["", "Native onnxruntime fp32 (the yardstick): "
+                  + ", ".join(f"x{s} {ms:.0f} ms" for s, ms in references) + "."]
+    webgpu = ("offered by the page (an adapter exists: a software one here, so checked for numbers in the browser "
+              "tests, not timed)" if about["webgpu"] else "no adapter in this browser, so not offered and not timed")
+    lines += ["", f"WebGPU: {webgpu}. Default runtime per backend in these sites: "
+              + "; ".join(f"{s['precision']}: " + ", ".join(f"{b} -> {WEB_RUNTIMES[r].label}"
+                                                          for b, r in s["backends"].items())
+                          for s in about["sites"].values()) + ".", ""]
     return "\n".join(lines)
