@@ -529,7 +529,7 @@ def test_carn_web_bench_measures_every_runtime_against_native(site: Path, quanti
     each with the same file timed natively and the native onnxruntime fp32 yardstick."""
     out = tmp_path / "report"
     assert cli(web_cli.main, "bench", str(site), str(quantized_sites["int8"]), "--scale", "4", "--lr", "40x24",
-               "--repeats", "1", "--threads", "2", "--out", str(out)) == 0
+               "--repeats", "1", "--threads", "2", "--profile", "--out", str(out)) == 0
     report = json.loads((out / "report.json").read_text())
     rows = report["rows"]
     assert {(r["precision"], r["runtime"], r["cross_origin_isolated"]) for r in rows} == {
@@ -540,9 +540,16 @@ def test_carn_web_bench_measures_every_runtime_against_native(site: Path, quanti
         assert r["vs_native_onnxruntime_fp32"] is not None and r["wasm_cost"] > 0
         assert (r["page_tiled_ms"] is not None) == r["cross_origin_isolated"]
         assert r["threads"] == (2 if r["cross_origin_isolated"] else 1)
-    assert report["about"]["sites"][quantized_sites["int8"].name] == {"precision": "int8",
-                                                                      "backends": {"wasm": "litert"}}
+    assert report["about"]["sites"][str(quantized_sites["int8"])] == {"precision": "int8",
+                                                                       "backends": {"wasm": "litert"}}
     assert "| x4 (40x24 -> 160x96) | int8 | LiteRT.js | relaxed SIMD | yes | 2 |" in (out / "report.md").read_text()
+    # --profile: the page's ONNX Runtime Web kernels (its own profiler, read from the console) by layer
+    # kind beside native onnxruntime's on the same file.
+    (profile,) = report["about"]["profiles"]
+    kinds = {k["kind"]: k for k in profile["kinds"]}
+    assert (profile["scale"], profile["precision"]) == (4, "fp32")
+    assert kinds["group conv 3x3 (residual-E)"]["page_ms"] > 0 and kinds["group conv 3x3 (residual-E)"]["native_ms"] > 0
+    assert kinds["upsampler conv 3x3"]["calls"] >= 1
 
 
 def test_carn_web_bench_and_serve_refuse_bad_options(url_site: Path, tmp_path: Path, capsys) -> None:

@@ -121,7 +121,6 @@ def _macs_by_kind(calls: Sequence[ConvCall]) -> dict[str, int]:
 
 def profile_onnxruntime(path: Path, x: np.ndarray, threads: int, runs: int, channels: int) -> dict[str, KindTime]:
     """Per-kind kernel time (median over ``runs`` after one warm-up) of an ONNX file in onnxruntime."""
-    import onnx
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="carn-profile-") as tmp:
@@ -130,34 +129,43 @@ def profile_onnxruntime(path: Path, x: np.ndarray, threads: int, runs: int, chan
         options.log_severity_level = 3
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "ort")
-        optimized_path = Path(tmp) / "optimized.onnx"
-        options.optimized_model_filepath = str(optimized_path)  # what actually runs, fused
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         for _ in range(runs + 1):
             session.run(None, {session.get_inputs()[0].name: x})
         events = json.loads(Path(session.end_profiling()).read_text())
-        graph = onnx.load(str(optimized_path)).graph
-    inits = {t.name: list(t.dims) for t in graph.initializer}
-    kinds: dict[str, str] = {}
-    for node in graph.node:
-        if node.op_type in ("Conv", "FusedConv") and len(node.input) > 1 and node.input[1] in inits:
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            c_out, c_in_per_group, k = inits[node.input[1]][:3]
-            groups = int(attrs.get("group", 1))
-            kinds[node.name] = conv_kind(k, groups, c_in_per_group * groups, c_out, channels)
-        else:
-            kinds[node.name] = op_kind(node.op_type)
+    return ort_kinds(events, channels)
+
+
+def ort_kinds(events: Sequence[dict], channels: int) -> dict[str, KindTime]:
+    """onnxruntime profiler events (native, or ONNX Runtime Web's) grouped by CARN layer kind: each
+    kernel's median over the runs after the first, a conv classified by its input and weight
+    shapes as the event records them (logical NCHW shapes, also for NCHWc kernels)."""
     durations: dict[str, list[float]] = defaultdict(list)
+    kinds: dict[str, str] = {}
     for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            durations[e["name"][: -len("_kernel_time")]].append(e["dur"] / 1e3)  # us -> ms
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        name = e["name"][: -len("_kernel_time")]
+        durations[name].append(e["dur"] / 1e3)  # us -> ms
+        kinds.setdefault(name, _event_kind(e.get("args", {}), channels))
     out: dict[str, KindTime] = {}
     for name, times in durations.items():
-        kind = kinds.get(name, name)
-        entry = out.setdefault(kind, KindTime(kind))
+        entry = out.setdefault(kinds[name], KindTime(kinds[name]))
         entry.calls += 1
         entry.ms += float(np.median(times[1:] or times))
     return out
+
+
+def _event_kind(args: dict, channels: int) -> str:
+    """The layer kind of one profiled kernel, from its op type and recorded shapes."""
+    op = args.get("op_name", "?")
+    shapes = [next(iter(s.values()), []) for s in args.get("input_type_shape", [])]
+    if op in ("Conv", "FusedConv", "QLinearConv") or (op.startswith("Conv") and len(shapes) > 1):
+        weight = shapes[3] if op == "QLinearConv" else shapes[1]  # QLinearConv: x, x scale, x zero point, w
+        if len(weight) == 4 and len(shapes[0]) == 4 and weight[1]:
+            c_in, c_out, k = shapes[0][1], weight[0], weight[2]
+            return conv_kind(k, max(c_in // weight[1], 1), c_in, c_out, channels)
+    return op_kind(op)
 
 
 def profile_executorch(path: Path, x: torch.Tensor, runs: int, convs: Sequence[ConvCall]) -> dict[str, KindTime]:

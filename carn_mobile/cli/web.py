@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="LR image size (default 320x180: x4 gives 1280x720)")
     bench.add_argument("--threads", type=int, default=None, help="threads for both (default: torch's default here)")
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per case after one warm-up (default 3)")
+    bench.add_argument("--profile", action="store_true",
+                       help="also time each ONNX Runtime Web model's kernels by layer kind, in the page and natively")
     bench.add_argument("--out", metavar="DIR", help="write report.json and report.md here")
     bench.add_argument("--force", action="store_true", help="overwrite an existing report")
     return p
@@ -99,7 +101,7 @@ def _bench(args: argparse.Namespace) -> int:
     console = make_console()
     try:
         rows, about = bench_sites(folders, threads, scales=args.scale, lr_size=(size.height, size.width),
-                                  repeats=args.repeats,
+                                  repeats=args.repeats, profile=args.profile,
                                   on_step=lambda text: err_console.print(f"[dim]{escape(text)}[/]"))
     except (BrowserError, ValueError) as exc:
         raise CLIError(str(exc)) from None

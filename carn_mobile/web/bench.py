@@ -100,9 +100,12 @@ def bench_sites(
     repeats: int = 3,
     on_step: Callable[[str], None] | None = None,
     unisolated: bool = True,
+    profile: bool = False,
 ) -> tuple[list[WebBenchRow], dict[str, Any]]:
     """Measure every WebAssembly model of every site in ``sites`` (at ``scales``, default all) in
-    one run; ``unisolated`` times each untiled model again without cross-origin isolation."""
+    one run; ``unisolated`` times each untiled model again without cross-origin isolation;
+    ``profile`` adds, for each ONNX Runtime Web model, its per-layer-kind kernel time in the page
+    against native onnxruntime's on the same file (``about["profiles"]``)."""
     from PIL import Image
 
     from ..testimage import natural_test_image_uint8
@@ -156,10 +159,16 @@ def bench_sites(
                             scale, precision, runtime, _build_of(last["status"]), _threads_of(last["status"]),
                             bool(state["isolated"]), (h, w), page, native[folder, m["file"]], reference.get(scale),
                             tiled, last.get("tiles") if isolated else None, last.get("tile") if isolated else None))
+        profiles = []
+        for folder, models in chosen.items() if profile else ():
+            for m in (m for m in models if m["runtime"] == "ort"):
+                step(f"x{m['scale']} {infos[folder]['precision']}: per-kernel profile, page and native onnxruntime")
+                profiles.append(_profile(browser, folder, infos[folder], m, lr, threads, repeats))
         versions = {r: info[r]["version"] for info in infos.values() for r in info["runtimes"]}
         about = {"browser": f"Chromium {browser.version}", "threads_asked": threads, "runtimes": versions,
-                 "sites": {f.name: {"precision": i["precision"], "backends": i["backends"]} for f, i in infos.items()},
-                 "native": _native_versions(), "webgpu": webgpu, "features": browser.evaluate("carnWeb.features")}
+                 "sites": {str(f): {"precision": i["precision"], "backends": i["backends"]} for f, i in infos.items()},
+                 "native": _native_versions(), "webgpu": webgpu, "features": browser.evaluate("carnWeb.features"),
+                 "profiles": profiles}
     return rows, about
 
 
@@ -180,6 +189,39 @@ def _native_ms(model_file: Path, runtime: str, lr: np.ndarray, threads: int, rep
     run = signature_call(Interpreter(model_path=str(model_file), num_threads=threads),
                          read_metadata(model_file).get("carn_mobile.layout") == "NHWC")
     return _median_ms(lambda: (run(lr), None)[1], repeats)
+
+
+def _profile(browser: Browser, folder: Path, info: dict[str, Any], model: dict[str, Any], lr: np.ndarray,
+             threads: int, repeats: int) -> dict[str, Any]:
+    """Per layer kind: the page's ONNX Runtime Web kernels (its profiler, logged to the console)
+    against native onnxruntime's, same file, input and threads."""
+    import json
+
+    from ..bench.profile import ort_kinds, profile_onnxruntime
+    from ..models import build_model
+
+    channels = build_model(info["model"]).config.channels
+    native = profile_onnxruntime(folder / model["file"], lr, threads, repeats, channels)
+    with serving(folder) as url:
+        browser.open(f"{url}index.html?threads={threads}&profile=1")
+        for _ in range(repeats + 1):
+            browser.run_tensor(model["scale"], lr, runtime="ort")
+        browser.call("console")  # drop what the page logged so far
+        browser.evaluate(f"carnWeb.endProfiling({model['scale']}).then(() => true)")
+        lines = browser.call("console")["lines"]
+    events = []
+    for line in lines:
+        text = line.split(": ", 1)[-1].strip().rstrip(",")
+        if text.startswith('{"cat"'):
+            events.append(json.loads(text))
+    page = ort_kinds(events, channels)
+    if not page:
+        raise BrowserError("ONNX Runtime Web logged no kernel times (its profiler output changed?)")
+    kinds = sorted(set(native) | set(page), key=lambda k: -(page[k].ms if k in page else 0.0))
+    return {"scale": model["scale"], "precision": info["precision"], "lr": list(lr.shape[2:]),
+            "kinds": [{"kind": k, "calls": (page.get(k) or native[k]).calls,
+                       "native_ms": round(native[k].ms, 2) if k in native else None,
+                       "page_ms": round(page[k].ms, 2) if k in page else None} for k in kinds]}
 
 
 def _native_versions() -> dict[str, str | None]:
@@ -247,10 +289,28 @@ def markdown(rows: Sequence[WebBenchRow], about: dict[str, Any], machine: str) -
     if references:
         lines += ["", "Native onnxruntime fp32 (the yardstick): "
                   + ", ".join(f"x{s} {ms:.0f} ms" for s, ms in references) + "."]
+    for p in about.get("profiles", []):
+        h, w = p["lr"]
+        page_total = sum(k["page_ms"] or 0 for k in p["kinds"])
+        native_total = sum(k["native_ms"] or 0 for k in p["kinds"])
+        lines += ["", f"## Where the time goes: x{p['scale']} {p['precision']}, ONNX Runtime Web vs native onnxruntime "
+                  f"(LR {w}x{h})", "",
+                  f"Sum of kernel medians: page {page_total:.0f} ms, native {native_total:.0f} ms "
+                  f"({page_total / max(native_total, 1e-9):.2f}x).", "",
+                  "| layer kind | ops (page) | native ms | page ms | page / native | share of the page |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for k in p["kinds"]:
+            ratio = (f"{k['page_ms'] / k['native_ms']:.2f}x" if k["page_ms"] is not None and k["native_ms"]
+                     else "-")
+            share = f"{(k['page_ms'] or 0) / max(page_total, 1e-9):.0%}"
+            fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+            lines.append(f"| {k['kind']} | {k['calls']} | {fmt(k['native_ms'])} | {fmt(k['page_ms'])} | {ratio} | "
+                         f"{share} |")
     webgpu = ("offered by the page (an adapter exists: a software one here, so checked for numbers in the browser "
               "tests, not timed)" if about["webgpu"] else "no adapter in this browser, so not offered and not timed")
-    lines += ["", f"WebGPU: {webgpu}. Default runtime per backend in these sites: "
-              + "; ".join(f"{s['precision']}: " + ", ".join(f"{b} -> {WEB_RUNTIMES[r].label}"
-                                                          for b, r in s["backends"].items())
-                          for s in about["sites"].values()) + ".", ""]
+    lines += ["", f"WebGPU: {webgpu}.", "", "The sites and the runtime each runs per backend:"]
+    lines += [f"- `{name}` ({s['precision']}): " + ", ".join(f"{b} -> {WEB_RUNTIMES[r].label}"
+                                                            for b, r in s["backends"].items())
+              for name, s in about["sites"].items()]
+    lines.append("")
     return "\n".join(lines)

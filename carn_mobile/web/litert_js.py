@@ -25,8 +25,8 @@ DEFAULT_URL = "https://cdn.jsdelivr.net/npm/"
 
 #: The ES modules: the runtime's API and the loader helper it imports by bare name.
 MODULES = {"module": "core/dist/index.js", "utils": "wasm-utils/dist/index.js"}
-#: The WebAssembly builds the page chooses from, by the features they need (measured with
-#: ``tools/wasm_features.mjs``: the first two fail to validate without relaxed SIMD):
+#: The WebAssembly builds the page chooses from, by the features they need (measured: the first
+#: two fail ``WebAssembly.validate`` in a browser without relaxed SIMD):
 #: ``threaded`` relaxed SIMD + threads (needs cross-origin isolation), ``relaxed`` relaxed SIMD
 #: on one thread, ``compat`` plain SIMD on one thread. (The JSPI build is not shipped.)
 BUILDS = {

@@ -290,6 +290,9 @@ async function loadSession(site, model, backend, threads) {
       try {
         session = await ort.InferenceSession.create(new Uint8Array(bytes), {
           executionProviders: [backend], graphOptimizationLevel: "all",
+          // ?profile=1 (carn-web bench --profile): ONNX Runtime's per-kernel profile, logged to the
+          // console by endProfiling.
+          enableProfiling: params.get("profile") === "1",
         });
       } catch (err) {
         throw new Error(`ONNX Runtime Web could not load ${model.file}: ${String(err.message || err).split("\n")[0]}`);
@@ -349,6 +352,13 @@ const api = {
     const model = modelFor(scale, runtime);
     const { run } = await loadSession(api.site, model, backend, api.threads);
     return Float32Array.from(await run(Float32Array.from(data), h, w));
+  },
+  /** Log the ONNX Runtime Web profile of the x`scale` model on `backend` to the console (the page
+   *  must have been opened with ?profile=1 and the model run). */
+  async endProfiling(scale, backend = "wasm") {
+    const model = modelFor(scale, "ort");
+    const { session } = await loadSession(api.site, model, backend, api.threads);
+    session.endProfiling();
   },
   /** The last result's RGBA pixels as base64 (for tests reading the output back). */
   resultBase64() {
