@@ -98,6 +98,17 @@ def test_int8_io_takes_and_gives_int8_with_the_same_numbers(int8_tflite: Path, t
     assert np.array_equal(a, b)
 
 
+def test_nchw_keeps_its_two_edge_transposes_beside_the_edge_quantize(tmp_path: Path) -> None:
+    """With the contract's NCHW I/O the graph transposes at the edges, which in int8 sit inside the
+    edge QUANTIZE / DEQUANTIZE: still edges, not float or body ops."""
+    with quick_parity_settings():
+        (result,) = export_model("carn-m", targets=["litert"], scales=[4], precision="int8",
+                                 shape=parse_shape("dynamic:8-64"), out_dir=tmp_path,
+                                 calibration=CalibrationSource(count=16))
+    details = manifest(result.artifact)["export"]["details"]
+    assert (details["transposes"], details["body_transposes"]) == (2, 0) and details["float_ops"] == []
+
+
 def test_carn_parity_rechecks_it(int8_tflite: Path, capsys) -> None:
     with quick_parity_settings():
         assert cli(parity_cli.main, str(int8_tflite)) == 0

@@ -44,8 +44,8 @@ def test_each_precision_gets_the_backend_measured_fastest() -> None:
 @pytest.mark.parametrize(
     ("precision", "backend", "message"),
     [
-        ("int8", "torch", "the torch backend runs fp32 only; int8 runs on: executorch, onnxruntime"),
-        ("int8", "ort", "the ort backend runs fp32, fp16 only; int8 runs on: executorch, onnxruntime"),
+        ("int8", "torch", "the torch backend runs fp32 only; int8 runs on: executorch, litert, onnxruntime"),
+        ("int8", "ort", "the ort backend runs fp32, fp16 only; int8 runs on: executorch, litert, onnxruntime"),
         ("fp16", "torchscript-lite", "the torchscript-lite backend runs fp32 only; fp16 runs on: executorch, litert"),
         ("int4", None, "unknown precision 'int4'"),
     ],
@@ -60,7 +60,7 @@ def test_the_cli_refuses_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     Image.fromarray(natural_test_image_uint8(24, 32)).save(src)
     assert cli(str(src), "--scale", "2", "--backend", "torch", "--precision", "int8") == 2
     err = capsys.readouterr().err
-    assert "the torch backend runs fp32 only; int8 runs on: executorch, onnxruntime" in err
+    assert "the torch backend runs fp32 only; int8 runs on: executorch, litert, onnxruntime" in err
     assert "Traceback" not in err and not (tmp_path / "lr_x2.png").exists()
 
 

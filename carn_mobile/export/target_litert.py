@@ -270,6 +270,16 @@ def analyze(path: str | Path) -> dict[str, Any]:
                  if model.Buffers(graph.Tensors(t).Buffer()).DataLength() > 0}
     dequantized: dict[int, int] = {}  # output tensor of a DEQUANTIZE -> its (stored) input tensor
     convs: list[int] = []  # weight tensors of the convolutions
+    # The edges: the I/O tensors, and in an int8 graph the two sides of its edge QUANTIZE / DEQUANTIZE.
+    edge_in, edge_out = set(inputs), set(outputs)
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        if name == "QUANTIZE" and op.Inputs(0) in inputs:
+            edge_in.add(op.Outputs(0))
+        elif name == "DEQUANTIZE" and op.Outputs(0) in outputs:
+            edge_out.add(op.Inputs(0))
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
@@ -283,7 +293,7 @@ def analyze(path: str | Path) -> dict[str, Any]:
             float_ops.append(name)
         if name == "TRANSPOSE":
             transposes += 1
-            at_edge = op.Inputs(0) in inputs or op.Outputs(0) in outputs
+            at_edge = op.Inputs(0) in edge_in or op.Outputs(0) in edge_out
             body_transposes += 0 if at_edge else 1
         elif name == "DEQUANTIZE":
             dequantized[op.Outputs(0)] = op.Inputs(0)

@@ -154,8 +154,10 @@ def activation_ranges(data: bytes, samples: list[dict[str, np.ndarray]], needed:
                    "max": np.full(shaped[name], high[name], np.float32)} for name in needed}
 
 
-#: Ops between the exit conv and the output that only move or clamp values.
-_PICTURE_OPS = ("DEPTH_TO_SPACE", "RELU_0_TO_1")
+#: Ops that only move values (an int8 tensor keeps its grid through them).
+_MOVES = ("DEPTH_TO_SPACE", "TRANSPOSE")
+#: Ops between the exit conv and the output: moves and the [0, 1] clamp.
+_PICTURE_OPS = (*_MOVES, "RELU_0_TO_1")
 
 
 def picture_tensor(data: bytes) -> str:
@@ -222,9 +224,9 @@ def _set_grid(tensor, grid: tuple[float, int]) -> None:
 
 
 def fold_float_islands(data: bytes, int8_io: bool = False) -> tuple[bytes, dict[str, int]]:
-    """``data`` with every float ``DEPTH_TO_SPACE`` / ``RELU_0_TO_1`` made integer (see the module
-    docstring), and with int8 graph I/O when ``int8_io``; raises ``ValueError`` when a float op is
-    left. Returns the bytes and what was folded."""
+    """``data`` with every float ``DEPTH_TO_SPACE`` / ``TRANSPOSE`` / ``RELU_0_TO_1`` made integer
+    (see the module docstring), and with int8 graph I/O when ``int8_io``; raises ``ValueError``
+    when a float op is left. Returns the bytes and what was folded."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
@@ -232,8 +234,8 @@ def fold_float_islands(data: bytes, int8_io: bool = False) -> tuple[bytes, dict[
     graph = _Graph(model)
     int8 = schema.TensorType.INT8
     counts = {"depth_to_space": 0, "clamp_to_grid": 0, "requantize_dropped": 0}
-    # 1. DEQUANTIZE -> DEPTH_TO_SPACE / RELU_0_TO_1: the op reads the int8 tensor; a shuffle keeps
-    #    its grid (the QUANTIZE behind it is now an int8 -> int8 requantization), a clamp is step 2.
+    # 1. DEQUANTIZE -> DEPTH_TO_SPACE / TRANSPOSE / RELU_0_TO_1: the op reads the int8 tensor; a move
+    #    keeps its grid (the QUANTIZE behind it is now an int8 -> int8 requantization), a clamp is step 2.
     for dq in graph.ops("DEQUANTIZE"):
         source, floated = graph.io(dq)
         users = graph.consumers(floated)
@@ -241,7 +243,7 @@ def fold_float_islands(data: bytes, int8_io: bool = False) -> tuple[bytes, dict[
             continue
         for user in users:
             user.inputs[0] = source
-            if graph.name(user) == "DEPTH_TO_SPACE":
+            if graph.name(user) in _MOVES:
                 out = graph.tensor(user.outputs[0])
                 out.type = int8
                 _set_grid(out, _grid(graph.tensor(source)))
