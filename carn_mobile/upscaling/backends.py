@@ -171,9 +171,10 @@ def quality_line(manifest: dict) -> str | None:
 
 
 #: The artifact backends that run each reduced precision fastest, best first, from
-#: benchmarks/int8-x86_64-2core (CARN-M, 2 threads): ExecuTorch int8 ran 2.2-2.6x faster than
-#: onnxruntime fp32 and onnxruntime int8 1.1-1.4x; in fp16 onnxruntime beat ExecuTorch, though both
-#: ran slower than fp32 on a CPU without fp16 arithmetic.
+#: benchmarks/int8-x86_64-2core (CARN-M, 2 threads): ExecuTorch int8 ran 2.4-2.5x faster than
+#: onnxruntime fp32, LiteRT int8 2.3-2.9x (faster than ExecuTorch at x3 and x4, slower at x2, so
+#: ExecuTorch stays first), onnxruntime int8 1.0-1.2x; in fp16 onnxruntime beat ExecuTorch, though
+#: both ran slower than fp32 on a CPU without fp16 arithmetic (that folder's earlier recording).
 PRECISION_BACKENDS: dict[str, tuple[str, ...]] = {
     "int8": ("executorch", "onnxruntime"),
     "fp16": ("onnxruntime", "executorch"),
