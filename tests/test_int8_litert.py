@@ -60,7 +60,7 @@ def test_every_op_is_integer_and_the_manifest_says_how(int8_tflite: Path) -> Non
     ops = details["op_counts"]
     # The float32 I/O: one QUANTIZE in and one DEQUANTIZE out; the shuffles are int8 ops now.
     assert ops["DEQUANTIZE"] == 1 and ops["DEPTH_TO_SPACE"] >= 1 and "RELU_0_TO_1" not in ops
-    assert details["int8"]["folded"]["depth_to_space"] == ops["DEPTH_TO_SPACE"]
+    assert details["int8"]["folded"]["moves"] == ops["DEPTH_TO_SPACE"]  # NHWC: the shuffles, no transposes
     assert details["int8"]["folded"]["clamp_to_grid"] == 1
     assert "pad-exit" not in m["export"]["rewrites"]  # its SLICE would hold the size
     q = m["quantization"]
@@ -96,6 +96,8 @@ def test_int8_io_takes_and_gives_int8_with_the_same_numbers(int8_tflite: Path, t
     x = np.random.default_rng(5).random((1, 3, 20, 28), dtype=np.float32)
     a, b = get_runner("litert").load(int8_tflite)(x), get_runner("litert").load(integer)(x)
     assert np.array_equal(a, b)
+    with quick_parity_settings():  # the re-check knows the edges it was exported with
+        assert cli(parity_cli.main, str(integer)) == 0
 
 
 def test_nchw_keeps_its_two_edge_transposes_beside_the_edge_quantize(tmp_path: Path) -> None:

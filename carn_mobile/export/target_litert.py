@@ -110,6 +110,11 @@ class LiteRTTarget(Target):
             raise ValueError(f"unknown layout {layout.lower()!r} for the litert target; use nchw or nhwc")
         return LiteRTTarget(layout, int8_io)
 
+    def from_manifest(self, manifest: dict[str, Any]) -> Target:
+        """This target with the int8 edges the artifact was exported with (``carn-parity``)."""
+        details = manifest.get("export", {}).get("details", {})
+        return LiteRTTarget(str(details.get("layout", self.layout)), bool(details.get("int8", {}).get("int8_io")))
+
     def unsupported(self, request: ExportRequest) -> str | None:
         if self.int8_io and not request.precision_row.quantized:
             return f"--int8-io applies to --precision int8 only, not {request.precision}"
@@ -145,11 +150,10 @@ class LiteRTTarget(Target):
         data = _with_metadata(data, request.metadata | {"carn_mobile.stored_lr_size": f"{h}x{w}"})
         out.write_bytes(data)
         info = analyze(out) | {"litert_analyzer": _analyzer_verdict(out)}
-        notes = [f"ops: {_op_summary(info['op_counts'])}", *_int8_notes(int8, info)]
-        notes += [
+        notes = [f"ops: {_op_summary(info['op_counts'])}", *_int8_notes(int8, info),
                  f"TRANSPOSE ops: {info['transposes']}; GPU delegate: "
                  + ("every op and rank supported" if info["gpu_compatible"] else f"outside: {info['gpu_unsupported']}"),
-                  f"stored at LR {h}x{w}; other sizes via resize_tensor_input"]
+                 f"stored at LR {h}x{w}; other sizes via resize_tensor_input"]
         return ExportOutcome(notes=notes, details={
             "layout": request.layout, "stored_lr_size": [h, w], "depth_to_space": "DEPTH_TO_SPACE (DCR conv order)",
             **info, **({"int8": int8} if int8 else {}),
@@ -239,10 +243,11 @@ def _with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _root(path: Path):
+def _root(model: Path | bytes):
     from ai_edge_litert import schema_py_generated as schema
 
-    return schema, schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    return schema, schema.Model.GetRootAs(data, 0)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -255,12 +260,12 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {}
 
 
-def analyze(path: str | Path) -> dict[str, Any]:
-    """Ops, TRANSPOSE count, GPU-delegate fit and I/O of a ``.tflite``'s main subgraph."""
-    schema, model = _root(Path(path))
+def analyze(path: str | Path | bytes) -> dict[str, Any]:
+    """Ops, TRANSPOSE count, GPU-delegate fit, float ops and I/O of a ``.tflite``'s main subgraph
+    (a file, or its bytes)."""
+    schema, model = _root(path if isinstance(path, bytes) else Path(path))
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     graph = model.Subgraphs(0)
-    ops: list[str] = []
     max_rank, transposes, body_transposes = 0, 0, 0
     inputs = {graph.Inputs(i) for i in range(graph.InputsLength())}
     outputs = {graph.Outputs(i) for i in range(graph.OutputsLength())}
@@ -270,21 +275,17 @@ def analyze(path: str | Path) -> dict[str, Any]:
                  if model.Buffers(graph.Tensors(t).Buffer()).DataLength() > 0}
     dequantized: dict[int, int] = {}  # output tensor of a DEQUANTIZE -> its (stored) input tensor
     convs: list[int] = []  # weight tensors of the convolutions
+    operators = [graph.Operators(i) for i in range(graph.OperatorsLength())]
+    codes = [model.OperatorCodes(op.OpcodeIndex()) for op in operators]
+    ops = [names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), "CUSTOM") for c in codes]
     # The edges: the I/O tensors, and in an int8 graph the two sides of its edge QUANTIZE / DEQUANTIZE.
     edge_in, edge_out = set(inputs), set(outputs)
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+    for op, name in zip(operators, ops, strict=True):
         if name == "QUANTIZE" and op.Inputs(0) in inputs:
             edge_in.add(op.Outputs(0))
         elif name == "DEQUANTIZE" and op.Outputs(0) in outputs:
             edge_out.add(op.Inputs(0))
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-        ops.append(name)
+    for op, name in zip(operators, ops, strict=True):
         tensors = [op.Inputs(j) for j in range(op.InputsLength())] + [op.Outputs(j) for j in range(op.OutputsLength())]
         for t in tensors:
             if t >= 0:
@@ -361,7 +362,7 @@ def _int8_notes(int8: dict[str, Any], info: dict[str, Any]) -> list[str]:
     io = "int8 I/O" if int8["int8_io"] else "float32 I/O (QUANTIZE in, DEQUANTIZE out)"
     body = "every op int8" if not info["float_ops"] else f"float ops left: {info['float_ops']}"
     return [f"int8: {int8['quantizer']}, calibrated on {int8['calibration_patches']} patches; {body}, {io}; "
-            f"folded {folded['depth_to_space']} float DEPTH_TO_SPACE and {folded['clamp_to_grid']} clamp "
+            f"folded {folded['moves']} float DEPTH_TO_SPACE / TRANSPOSE and {folded['clamp_to_grid']} clamp "
             f"(requantizations kept {folded['requantize_kept']}, dropped {folded['requantize_dropped']})"]
 
 

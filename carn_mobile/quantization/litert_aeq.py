@@ -86,10 +86,6 @@ def quantize_tflite(data: bytes, recipe: Recipe, calibration: CalibrationSet, nh
         # AEQ's calibration names the tensors that need a range; the ranges are the recipe's.
         needed = quantizer.calibrate({SIGNATURE: samples[:1]}, num_threads=1)
         ranges = activation_ranges(data, samples, needed, recipe)
-        if recipe.output_grid:  # the picture is rounded once, at the exit conv, onto 1/255 steps
-            exit_tensor = picture_tensor(data)
-            ranges[exit_tensor] = {k: np.full_like(v, bound) for (k, v), bound in zip(ranges[exit_tensor].items(),
-                                                                                       (0.0, 1.0), strict=True)}
         quantized = bytes(quantizer.quantize(ranges, enable_progress_bar=False,
                                              enable_progress_report=False).quantized_model)
     folded, counts = fold_float_islands(quantized, int8_io)
@@ -108,7 +104,8 @@ def activation_ranges(data: bytes, samples: list[dict[str, np.ndarray]], needed:
     """AEQ's range records (``{tensor name: {"min", "max"}}``) for the tensors ``needed`` names,
     from every sample run through the float32 model ``data``: global min/max (``MinMax``) or the
     recipe's percentile of each tail (``Percentile``: a second pass fills a histogram over the
-    min/max range)."""
+    min/max range). Two tensors are [0, 1] whatever the samples hold: the input, and with the
+    recipe's output grid the picture tensor (:func:`picture_tensor`)."""
     interpreter_mod = require("ai_edge_litert.interpreter", "litert", "int8 LiteRT exports")
     interpreter = interpreter_mod.Interpreter(model_content=bytes(data), experimental_preserve_all_tensors=True)
     (entry,) = interpreter.get_input_details()
@@ -146,9 +143,15 @@ def activation_ranges(data: bytes, samples: list[dict[str, np.ndarray]], needed:
                 low[name], high[name] = _percentile_range(counts[name], low[name], high[name], recipe.percentile)
     # The input is a picture in [0, 1] by contract: its range is that, not what the patches held
     # (a brighter pixel than any patch's would be clipped), and 8-bit pictures land on the grid.
-    for name in needed:
-        if index[name] == entry["index"]:
-            low[name], high[name] = 0.0, 1.0
+    # With the output grid the picture is rounded once, at the exit conv, onto 1/255 steps.
+    pinned = {name for name in needed if index[name] == entry["index"]}
+    if recipe.output_grid:
+        picture = picture_tensor(data)
+        if picture not in needed:
+            raise ValueError(f"ai-edge-quantizer asked for no range of the picture tensor {picture!r}")
+        pinned.add(picture)
+    for name in pinned:
+        low[name], high[name] = 0.0, 1.0
     shaped = {name: np.asarray(needed[name]["min"]).shape for name in needed}
     return {name: {"min": np.full(shaped[name], low[name], np.float32),
                    "max": np.full(shaped[name], high[name], np.float32)} for name in needed}
@@ -230,10 +233,12 @@ def fold_float_islands(data: bytes, int8_io: bool = False) -> tuple[bytes, dict[
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
+    from ..export.target_litert import analyze  # here: that module imports this one
+
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     graph = _Graph(model)
     int8 = schema.TensorType.INT8
-    counts = {"depth_to_space": 0, "clamp_to_grid": 0, "requantize_dropped": 0}
+    counts = {"moves": 0, "clamp_to_grid": 0, "requantize_dropped": 0}
     # 1. DEQUANTIZE -> DEPTH_TO_SPACE / TRANSPOSE / RELU_0_TO_1: the op reads the int8 tensor; a move
     #    keeps its grid (the QUANTIZE behind it is now an int8 -> int8 requantization), a clamp is step 2.
     for dq in graph.ops("DEQUANTIZE"):
@@ -247,7 +252,7 @@ def fold_float_islands(data: bytes, int8_io: bool = False) -> tuple[bytes, dict[
                 out = graph.tensor(user.outputs[0])
                 out.type = int8
                 _set_grid(out, _grid(graph.tensor(source)))
-                counts["depth_to_space"] += 1
+                counts["moves"] += 1
         graph.remove(dq)
     # 2. RELU_0_TO_1 of an int8 tensor: a requantization onto the image grid, whose int8 range is
     #    [0, 1]; a float output gets a DEQUANTIZE behind it.
@@ -281,10 +286,11 @@ def fold_float_islands(data: bytes, int8_io: bool = False) -> tuple[bytes, dict[
             elif target in graph.outputs:
                 graph.replace_tensor(target, source)
                 graph.remove(op)
-    left = sorted({graph.name(op) for op in graph.graph.operators if _is_float_op(graph.graph, op, graph.name(op))})
+    folded = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    left = analyze(folded)["float_ops"]  # the litert target's own rule, which its structural check applies
     if left:
         raise ValueError(f"float ops left in the int8 LiteRT graph after folding: {left}")
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), counts
+    return folded, counts
 
 
 class _Graph:
@@ -353,19 +359,6 @@ class _Graph:
             for entry in [*signature.inputs, *signature.outputs]:
                 if int(entry.tensorIndex) == old:
                     entry.tensorIndex = new
-
-
-def _is_float_op(graph, op, name: str) -> bool:
-    """Whether ``op`` computes in float: a float activation in or out, the graph's edge
-    QUANTIZE / DEQUANTIZE excepted (they convert the float32 I/O)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    if name == "QUANTIZE" and op.inputs[0] in graph.inputs:
-        return False
-    if name == "DEQUANTIZE" and op.outputs[0] in graph.outputs:
-        return False
-    tensors = [graph.tensors[i] for i in [*op.inputs, *op.outputs] if i >= 0]
-    return any(t.type == schema.TensorType.FLOAT32 and t.buffer == 0 for t in tensors) or name == "DEQUANTIZE"
 
 
 def tflite_reference(path: Path, nhwc: bool) -> Callable[[np.ndarray], np.ndarray]:

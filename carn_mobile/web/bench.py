@@ -123,17 +123,17 @@ def bench_sites(
     h, w = lr_size
     pixels = natural_test_image_uint8(h, w, seed=0)
     lr = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
-    reference: dict[int, float] = {}
-    for folder, info in infos.items():  # the yardstick: native onnxruntime on an fp32 site's ONNX model
-        for m in info["models"] if info["precision"] == "fp32" else []:
-            if m["runtime"] == "ort" and m["scale"] not in reference and m in chosen[folder]:
-                step(f"x{m['scale']}: native onnxruntime fp32 (the yardstick)")
-                reference[m["scale"]] = _native_ms(folder / m["file"], "ort", lr, threads, repeats)
     native: dict[tuple[Path, str], float] = {}
     for folder, models in chosen.items():
         for m in models:
             step(f"x{m['scale']} {infos[folder]['precision']}: {NATIVE_ENGINES[m['runtime']]} natively, same file")
             native[folder, m["file"]] = _native_ms(folder / m["file"], m["runtime"], lr, threads, repeats)
+    # The yardstick: native onnxruntime on an fp32 site's ONNX model, one of the files timed above.
+    reference: dict[int, float] = {}
+    for folder, models in chosen.items():
+        for m in models if infos[folder]["precision"] == "fp32" else []:
+            if m["runtime"] == "ort":
+                reference.setdefault(m["scale"], native[folder, m["file"]])
     rows: list[WebBenchRow] = []
     with tempfile.TemporaryDirectory() as tmp, Browser(tools) as browser:
         png = Path(tmp) / f"bench_{w}x{h}.png"

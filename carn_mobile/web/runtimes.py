@@ -23,7 +23,8 @@ class WebRuntime:
     runs: dict[str, tuple[str, ...]]
     member_suffix: str  # the model file it runs
     layout: str  # the model's tensor layout
-    #: Why a backend or a precision is not offered (the export's refusals and the docs say it).
+    #: Why a precision ("fp16") or a backend ("webgpu", "webgpu fp16") is not offered: a precision's
+    #: reason is the export's refusal; the backend ones are here for the record (docs/web.md).
     not_offered: dict[str, str] = field(default_factory=dict)
 
     @property
